@@ -17,13 +17,15 @@ def _print_table(rows: list[dict], columns: Sequence[str]) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .train import resume, train
+    from .train import resume, train, train_queued
 
     if args.resume:
         path = resume(args.resume)
+    elif args.run_dir:
+        path = train_queued(args.run_dir)
     else:
         if not args.config:
-            raise SystemExit("train needs a CONFIG.yaml (or --resume RUN_DIR)")
+            raise SystemExit("train needs a CONFIG.yaml (or --resume RUN_DIR, or --run-dir RUN_DIR)")
         cfg = load_config(args.config, args.set)
         path = train(cfg)
     from .runs import load_run
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="config YAML (see configs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set train.max_steps=20")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed/failed/cancelled run from its checkpoint")
+    p.add_argument("--run-dir", metavar="RUN_DIR", help="train a queued run directory created ahead (by the app's launcher)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="re-evaluate a run's model on its dev and test splits")

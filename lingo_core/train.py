@@ -510,6 +510,18 @@ def train(cfg: LingoConfig) -> Path:
     return Trainer(cfg, writer).run()
 
 
+def train_queued(run_dir: str | Path) -> Path:
+    """Train a run directory created ahead (state ``queued``, e.g. by the app's launcher) from its config.yaml."""
+    run = runs.load_run(run_dir)
+    if run.state != "queued":
+        raise RuntimeError(f"{run_dir} is in state '{run.state}', not 'queued'; use --resume to continue a stopped run")
+    writer = runs.RunWriter(run.path)
+    if writer.cancel_requested():
+        writer.set_status("cancelled", finished=runs._now())
+        return run.path
+    return Trainer(config_from_dict(run.config), writer).run()
+
+
 def resume(run_dir: str | Path) -> Path:
     """Continue a killed, failed or cancelled run from its last checkpoint, with its own config."""
     run = runs.load_run(run_dir)
