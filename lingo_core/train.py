@@ -196,6 +196,7 @@ class Prepared:
 
 def prepare(cfg: LingoConfig) -> Prepared:
     """Load and validate the data, the model and the encoder, and encode all splits."""
+    seed_everything(cfg.train.seed)  # the classification head is initialised here
     task = load_task(cfg.data)
     loaded = load_model(cfg.model, task.num_labels, task.multi_label, cfg.encoding)
     encoder = SequenceEncoder(
@@ -225,10 +226,13 @@ def task_info(task: TaskData) -> dict[str, Any]:
 class Trainer:
     """Runs one training job into one run directory."""
 
-    def __init__(self, cfg: LingoConfig, writer: runs.RunWriter, resume: bool = False) -> None:
+    def __init__(
+        self, cfg: LingoConfig, writer: runs.RunWriter, resume: bool = False, prepared: Optional[Prepared] = None
+    ) -> None:
         self.cfg = cfg
         self.writer = writer
         self.resume = resume
+        self.prepared = prepared
         self._sigterm = False
 
     # -- entry -------------------------------------------------------------------------------
@@ -240,9 +244,8 @@ class Trainer:
         started = time.time()
         self.accelerator = None
         try:
-            seed_everything(cfg.train.seed)
             writer.set_status("running", pid=os.getpid(), started=runs._now(), error=None, traceback=None)
-            prepared = prepare(cfg)
+            prepared = self.prepared or prepare(cfg)
             self.prepared = prepared
             loaded = prepared.loaded
             accelerator = Accelerator(mixed_precision=loaded.precision, cpu=loaded.device.type == "cpu")
@@ -256,6 +259,7 @@ class Trainer:
                 writer.write_data_report(report)
             n_train = len(prepared.splits["train"])
             self.total_step = total_steps(cfg, n_train, accelerator.num_processes)
+            seed_everything(cfg.train.seed + 1)  # adapter initialisation, whatever ran before
             self.adapted = build_adapter(loaded, cfg.adapter, self.total_step, seed=cfg.train.seed)
             self._train(accelerator, started)
             self._finish(started)
@@ -505,9 +509,14 @@ def _maybe_crash_for_tests(step: int) -> None:
 
 
 def train(cfg: LingoConfig) -> Path:
-    """Train ``cfg`` into a new run directory under ``cfg.output_dir``; return its path."""
+    """Train ``cfg`` into a new run directory under ``cfg.output_dir``; return its path.
+
+    Data, model and encoding are loaded and validated first: bad input raises before any run
+    directory exists, so no half-made run is left behind.
+    """
+    prepared = prepare(cfg)
     writer = runs.RunWriter.create(cfg.output_dir, save_config(cfg), cfg.adapter.method, cfg.data.task, cfg.run_name)
-    return Trainer(cfg, writer).run()
+    return Trainer(cfg, writer, prepared=prepared).run()
 
 
 def train_queued(run_dir: str | Path) -> Path:

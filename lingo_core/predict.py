@@ -1,0 +1,620 @@
+"""Score new sequences with a trained run: probabilities, predicted labels and per-sequence flags.
+
+    >>> from lingo_core.predict import load_predictor
+    >>> predictor = load_predictor("runs/20261125-...")          # cached: cheap to call again
+    >>> result = predictor.predict(["ACGT...", "TTGA..."], ids=["a", "b"])
+    >>> result.to_frame()           # id, sequence, prob_<label>..., predicted, flags
+    >>> result.to_csv("scores.csv"); result.to_json("scores.json")
+
+The run is restored exactly as trained (:func:`lingo_core.loading.load_trained`: base model,
+adapter, encoding and language prefix). Sequences are validated like training data (upper-cased,
+IUPAC codes mapped to N or rejected as the run's ``data.iupac`` says); a bad record is reported in
+its row and the rest are still scored, unless ``strict=True``. A sequence whose encoding does not
+fit the model window (``encoding.max_length`` tokens) is scored in sliding windows whose
+probabilities are aggregated (``mean`` or ``max``); shorter ones are right-padded in the batch as
+in training. Inference is batched by token length under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import DataError, clean_sequence
+from .loading import TrainedModel, load_trained
+from .train import logits_to_probs, predict_logits
+
+PathLike = Union[str, Path]
+AGGREGATIONS = ("mean", "max")
+COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+WINDOW_MARGIN = 0.9  # windows of long sequences use 90 % of what a typical sequence fits, so they are rarely cut
+CPU_BATCH_SIZE = 32  # sequences per forward pass on CPU (bench/bench_inference.py: flat beyond 16-32)
+GPU_BATCH_SIZE = 256
+
+
+def reverse_complement(sequence: str) -> str:
+    """Reverse complement of an upper-case ACGTN sequence."""
+    return sequence.translate(COMPLEMENT)[::-1]
+
+
+_reverse_complement = reverse_complement  # Predictor.predict has an argument of that name
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Sequences per forward pass: small on CPU (bigger batches do not go faster), large on a GPU."""
+    return GPU_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
+
+
+# --------------------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class InputRecord:
+    """A sequence to score as given by the user, with where it came from (for error messages)."""
+
+    id: str
+    sequence: str
+    where: str  # e.g. "scores.fa, record 'seq3' (line 7)"
+    error: Optional[str] = None  # a problem found while reading (empty header...)
+
+
+def records_from_sequences(sequences: Sequence[str], ids: Optional[Sequence[str]] = None) -> list[InputRecord]:
+    """Wrap raw sequences; ids default to ``seq1``, ``seq2``..."""
+    if ids is not None and len(ids) != len(sequences):
+        raise ValueError(f"got {len(ids)} ids for {len(sequences)} sequences; pass one id per sequence or none")
+    ids = list(ids) if ids is not None else [f"seq{i + 1}" for i in range(len(sequences))]
+    return [InputRecord(str(i), s, f"sequence {n + 1} ('{i}')") for n, (i, s) in enumerate(zip(ids, sequences))]
+
+
+def parse_fasta_records(text: str, source: str = "<text>") -> list[InputRecord]:
+    """FASTA text to records, reporting bad records instead of stopping at the first one.
+
+    Wrapped lines are joined, Windows line endings and a byte-order mark are accepted, the id is the
+    first word of the header. (:func:`lingo_core.data.parse_fasta_text` raises at the first empty
+    record, as training must; prediction reports it in that record's row and scores the rest.)
+    """
+    records: list[InputRecord] = []
+    text = text.lstrip("\ufeff")
+    current: Optional[InputRecord] = None
+    chunks: list[str] = []
+
+    def close() -> None:
+        if current is not None:
+            current.sequence = "".join(chunks)
+            records.append(current)
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line.startswith(">"):
+            close()
+            header = line[1:].strip()
+            record_id = header.split()[0] if header else f"record{len(records) + 1}"
+            current = InputRecord(record_id, "", f"{source}, record '{record_id}' (line {number})")
+            if not header:
+                current.error = (
+                    f"{source}, line {number}: empty FASTA header '>'. Fix: give every record an id, e.g. '>seq1'."
+                )
+            chunks = []
+        elif line:
+            if current is None:
+                raise DataError(
+                    f"{source}, line {number}: sequence data before the first '>' header; this is not FASTA. "
+                    "Fix: start each record with a header line such as '>seq1'."
+                )
+            chunks.append(line)
+    close()
+    if not records:
+        raise DataError(f"{source}: no FASTA records (no line starts with '>'). Fix: check the file.")
+    return records
+
+
+def read_fasta_input(path: PathLike) -> list[InputRecord]:
+    """Records of a FASTA file (``.gz`` allowed) to score."""
+    import gzip
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
+                text = handle.read()
+        else:
+            text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: FASTA file not found. Fix: check the path.") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file.") from None
+    return parse_fasta_records(text, str(path))
+
+
+def read_csv_input(path: PathLike, sequence_column: str = "sequence", id_column: Optional[str] = None) -> list[InputRecord]:
+    """Records of a CSV/TSV table; ids from ``id_column`` (default: an ``id`` column if present, else ``file:line``)."""
+    path = Path(path)
+    separator = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    try:
+        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found. Fix: check the path.") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty. Fix: add a header line such as 'id,sequence' and data rows.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line.") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if id_column is None and "id" in frame.columns:
+        id_column = "id"
+    for column in [sequence_column] + ([id_column] if id_column else []):
+        if column not in frame.columns:
+            raise DataError(
+                f"{path}, line 1 (header): no column '{column}'; columns found: {list(frame.columns)}. "
+                "Fix: rename the header or pass the sequence/id column name (--sequence-column / --id-column)."
+            )
+    lines = frame.index.to_numpy() + 2  # header is line 1 (blank lines are skipped by pandas)
+    ids = frame[id_column].str.strip().tolist() if id_column else [f"{path.name}:{n}" for n in lines]
+    return [
+        InputRecord(record_id, sequence, f"{path}, line {line} (id '{record_id}')")
+        for record_id, sequence, line in zip(ids, frame[sequence_column].tolist(), lines)
+    ]
+
+
+# --------------------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class SequencePrediction:
+    """The prediction for one input record; ``error`` is set (and probabilities are None) when it failed validation."""
+
+    id: str
+    sequence: str
+    probabilities: Optional[np.ndarray]
+    predicted: str  # label name ("" on error; for multi-label the labels at or above the threshold, ';'-joined)
+    length: int
+    n_fraction: float  # share of N (including IUPAC codes mapped to N)
+    n_windows: int  # windows scored (per strand)
+    windows_truncated: int = 0  # windows whose encoding still did not fit and lost their tail
+    iupac_replaced: int = 0
+    duplicate_id: bool = False
+    error: Optional[str] = None
+
+
+@dataclass
+class Predictions:
+    """Predictions for a batch of records, in input order, with how they were made."""
+
+    rows: list[SequencePrediction]
+    label_names: list[str]
+    multi_label: bool
+    aggregation: str
+    reverse_complement: bool
+    window_nt: int
+    stride_nt: int
+    run_dir: str
+    source: str
+    threshold: float = 0.5
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def errors(self) -> list[str]:
+        """Error messages of the records that could not be scored (each names its record)."""
+        return [r.error for r in self.rows if r.error]
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """(n, num_labels) array in input order; NaN rows for records that failed."""
+        out = np.full((len(self.rows), len(self.label_names)), np.nan)
+        for i, row in enumerate(self.rows):
+            if row.probabilities is not None:
+                out[i] = row.probabilities
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``id``, ``sequence``, ``prob_<label>``..., ``predicted`` and the flags."""
+        probs = self.probabilities
+        frame = pd.DataFrame({"id": [r.id for r in self.rows], "sequence": [r.sequence for r in self.rows]})
+        for j, name in enumerate(self.label_names):
+            frame[f"prob_{name}"] = probs[:, j]
+        frame["predicted"] = [r.predicted for r in self.rows]
+        frame["length"] = [r.length for r in self.rows]
+        frame["n_fraction"] = [round(r.n_fraction, 6) for r in self.rows]
+        frame["n_windows"] = [r.n_windows for r in self.rows]
+        frame["windows_truncated"] = [r.windows_truncated for r in self.rows]
+        frame["aggregation"] = self.aggregation
+        frame["rc_averaged"] = self.reverse_complement
+        frame["iupac_replaced"] = [r.iupac_replaced for r in self.rows]
+        frame["duplicate_id"] = [r.duplicate_id for r in self.rows]
+        frame["error"] = [r.error or "" for r in self.rows]
+        return frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: settings, then one entry per record with ``probabilities`` keyed by label name."""
+        entries = []
+        for row in self.rows:
+            entries.append(
+                {
+                    "id": row.id,
+                    "sequence": row.sequence,
+                    "probabilities": None
+                    if row.probabilities is None
+                    else {name: float(p) for name, p in zip(self.label_names, row.probabilities)},
+                    "predicted": row.predicted,
+                    "flags": {
+                        "length": row.length,
+                        "n_fraction": row.n_fraction,
+                        "n_windows": row.n_windows,
+                        "windows_truncated": row.windows_truncated,
+                        "iupac_replaced": row.iupac_replaced,
+                        "duplicate_id": row.duplicate_id,
+                    },
+                    "error": row.error,
+                }
+            )
+        return {
+            "run_dir": self.run_dir,
+            "source": self.source,
+            "label_names": self.label_names,
+            "multi_label": self.multi_label,
+            "probability": "sigmoid per label" if self.multi_label else "softmax over classes",
+            "threshold": self.threshold if self.multi_label else None,
+            "aggregation": self.aggregation_text(),
+            "reverse_complement_averaged": self.reverse_complement,
+            "window_nt": self.window_nt,
+            "stride_nt": self.stride_nt,
+            **self.settings,
+            "n_records": len(self.rows),
+            "n_errors": len(self.errors),
+            "predictions": entries,
+        }
+
+    def aggregation_text(self) -> str:
+        how = {
+            "mean": "mean of the window probabilities",
+            "max": "per-label maximum over windows" + ("" if self.multi_label else " (does not sum to 1)"),
+        }[self.aggregation]
+        return f"{self.aggregation}: {how}; windows of {self.window_nt} nt, stride {self.stride_nt} nt, for sequences that do not fit one window"
+
+    def to_csv(self, path: PathLike) -> Path:
+        path = Path(path)
+        self.to_frame().to_csv(path, index=False)
+        return path
+
+    def to_json(self, path: PathLike) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def save(self, path: PathLike) -> Path:
+        """Write CSV or JSON, chosen by the file suffix."""
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            return self.to_json(path)
+        if path.suffix.lower() in (".csv", ".tsv", ""):
+            return self.to_csv(path)
+        raise ValueError(f"{path}: unknown output format '{path.suffix}'; use .csv or .json")
+
+
+# --------------------------------------------------------------------------------------- the predictor
+
+
+@dataclass
+class _Window:
+    record: int  # row in the output
+    start: int
+    end: int
+
+
+class Predictor:
+    """A trained run ready to score sequences (build it with :func:`load_predictor`, which caches)."""
+
+    def __init__(self, trained: TrainedModel) -> None:
+        self.trained = trained
+        for param in trained.model.parameters():  # inference only: no weight gradients, ever
+            param.requires_grad_(False)
+        self._max_nucleotides: Optional[int] = None
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.trained.model
+
+    @property
+    def encoder(self):
+        return self.trained.encoder
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.trained.label_names
+
+    @property
+    def multi_label(self) -> bool:
+        return self.trained.multi_label
+
+    @property
+    def device(self) -> torch.device:
+        return self.trained.device
+
+    @property
+    def pad_id(self) -> int:
+        return self.trained.tokenizer.pad_token_id
+
+    @property
+    def iupac(self) -> str:
+        return self.trained.cfg.data.iupac
+
+    @property
+    def window_nt(self) -> int:
+        """Nucleotides per sliding window: a margin below what a typical sequence fits in ``max_length`` tokens."""
+        if self._max_nucleotides is None:
+            self._max_nucleotides = self.encoder.max_nucleotides()
+        return max(1, int(self._max_nucleotides * WINDOW_MARGIN))
+
+    # -- scoring ----------------------------------------------------------------------------
+    def logits(self, sequences: Sequence[str], batch_size: Optional[int] = None) -> np.ndarray:
+        """Raw logits of clean upper-case sequences, one window each (cut to fit if longer)."""
+        ids, _ = self.encoder.encode_batch(list(sequences))
+        return self.logits_of_ids(ids, batch_size)
+
+    def logits_of_ids(self, input_ids: Sequence[list[int]], batch_size: Optional[int] = None) -> np.ndarray:
+        """Logits of already-encoded sequences (length-bucketed batches, inference mode)."""
+        if not input_ids:
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
+        return predict_logits(
+            self.model, input_ids, self.pad_id, batch_size or default_batch_size(self.device), self.device, self.trained.loaded.precision
+        )
+
+    def probabilities(self, sequences: Sequence[str], batch_size: Optional[int] = None) -> np.ndarray:
+        """Class (or per-label) probabilities of clean sequences, one window each."""
+        return logits_to_probs(self.logits(sequences, batch_size), self.multi_label)
+
+    def predict(
+        self,
+        inputs: Union[Sequence[str], Sequence[InputRecord]],
+        ids: Optional[Sequence[str]] = None,
+        *,
+        aggregate: str = "mean",
+        stride: Optional[int] = None,
+        window: Optional[int] = None,
+        reverse_complement: bool = False,
+        strict: bool = False,
+        batch_size: Optional[int] = None,
+        threshold: float = 0.5,
+    ) -> Predictions:
+        """Score raw sequences or :class:`InputRecord` s; see the module docstring.
+
+        ``window``/``stride`` (nt) set the sliding windows used for sequences whose encoding does not
+        fit the model (default: :attr:`window_nt`, stride half a window). ``strict`` raises a
+        :class:`DataError` at the first invalid record instead of reporting it in its row.
+        """
+        if aggregate not in AGGREGATIONS:
+            raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
+        records = _as_records(inputs, ids)
+        window_nt = int(window or self.window_nt)
+        stride_nt = int(stride or max(1, window_nt // 2))
+        if window_nt < 1 or stride_nt < 1:
+            raise ValueError(f"window ({window_nt}) and stride ({stride_nt}) must be positive numbers of nucleotides")
+        if stride_nt > window_nt:
+            raise ValueError(f"stride {stride_nt} nt is larger than the window {window_nt} nt: nucleotides would be skipped")
+
+        rows, clean = self._validate(records, strict)
+        windows, window_seqs = self._windows(clean, window_nt, stride_nt, window_given=window is not None)
+        strands = [window_seqs] + ([[_reverse_complement(s) for s in window_seqs]] if reverse_complement else [])
+        # windows that may not fit are encoded with spans to learn whether they were cut
+        check = np.array([window is not None or w.end - w.start < len(clean[w.record]) for w in windows], dtype=bool)
+        truncated = np.zeros(len(windows), dtype=bool)
+        probs_per_strand = []
+        for strand in strands:
+            input_ids, cut = self._encode(strand, check)
+            truncated |= cut
+            probs_per_strand.append(logits_to_probs(self.logits_of_ids(input_ids, batch_size), self.multi_label))
+        window_probs = np.mean(probs_per_strand, axis=0)
+
+        by_record: dict[int, list[int]] = {}
+        for w, win in enumerate(windows):
+            by_record.setdefault(win.record, []).append(w)
+        for record, members in by_record.items():
+            stacked = window_probs[members]
+            row = rows[record]
+            row.probabilities = stacked.mean(axis=0) if aggregate == "mean" else stacked.max(axis=0)
+            row.n_windows = len(members)
+            row.windows_truncated = int(truncated[members].sum())
+            row.predicted = self._label_of(row.probabilities, threshold)
+        return Predictions(
+            rows, list(self.label_names), self.multi_label, aggregate, reverse_complement, window_nt, stride_nt,
+            str(self.trained.run.path), self.trained.source, threshold,
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _label_of(self, probs: np.ndarray, threshold: float) -> str:
+        if self.multi_label:
+            return ";".join(name for name, p in zip(self.label_names, probs) if p >= threshold)
+        return self.label_names[int(np.argmax(probs))]
+
+    def _validate(self, records: list[InputRecord], strict: bool) -> tuple[list[SequencePrediction], dict[int, str]]:
+        """One output row per record; the clean sequence of every valid one (by row)."""
+        rows: list[SequencePrediction] = []
+        clean: dict[int, str] = {}
+        seen: dict[str, int] = {}
+        for i, record in enumerate(records):
+            row = SequencePrediction(record.id, record.sequence, None, "", len(record.sequence), 0.0, 0)
+            rows.append(row)
+            if record.id in seen:
+                row.duplicate_id = True
+                if strict:
+                    raise DataError(
+                        f"{record.where}: duplicate id (also record {seen[record.id] + 1}). "
+                        "Fix: make every id unique, or run without strict to keep both rows (flagged duplicate_id)."
+                    )
+            seen.setdefault(record.id, i)
+            try:
+                if record.error:
+                    raise DataError(record.error)
+                sequence, replaced = clean_sequence(record.sequence, record.where, self.iupac)
+            except DataError as exc:
+                if strict:
+                    raise
+                row.error = str(exc)
+                continue
+            row.sequence, row.length, row.iupac_replaced = sequence, len(sequence), replaced
+            row.n_fraction = sequence.count("N") / len(sequence)
+            clean[i] = sequence
+        return rows, clean
+
+    def _windows(
+        self, clean: dict[int, str], window_nt: int, stride_nt: int, window_given: bool
+    ) -> tuple[list[_Window], list[str]]:
+        """Windows to score: the whole sequence when its encoding fits, else sliding windows."""
+        order = list(clean)
+        if window_given:
+            fits = [len(clean[i]) <= window_nt for i in order]
+        else:
+            fits = self._fits([clean[i] for i in order])
+        windows: list[_Window] = []
+        for record, whole in zip(order, fits):
+            length = len(clean[record])
+            if whole:
+                windows.append(_Window(record, 0, length))
+                continue
+            starts = list(range(0, length - window_nt + 1, stride_nt))
+            if starts[-1] + window_nt < length:
+                starts.append(length - window_nt)  # the last window ends at the sequence end
+            windows.extend(_Window(record, s, s + window_nt) for s in starts)
+        return windows, [clean[w.record][w.start : w.end] for w in windows]
+
+    def _encode(self, sequences: list[str], check: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids of the windows, and which of the ``check`` ed ones lost their tail to ``max_length``.
+
+        Whole sequences already known to fit take the fast path; the others are encoded with spans.
+        """
+        ids: list[Optional[list[int]]] = [None] * len(sequences)
+        whole = [i for i in range(len(sequences)) if not check[i]]
+        for i, encoded in zip(whole, self.encoder.encode_batch([sequences[i] for i in whole])[0] if whole else []):
+            ids[i] = encoded
+        cut = np.zeros(len(sequences), dtype=bool)
+        parts = [i for i in range(len(sequences)) if check[i]]
+        for i, encoded in zip(parts, self.encoder.encode_many([sequences[i] for i in parts]) if parts else []):
+            ids[i] = encoded.input_ids
+            cut[i] = encoded.truncated_at is not None
+        return ids, cut
+
+    def _fits(self, sequences: list[str]) -> list[bool]:
+        """Whether each sequence's encoding fits ``max_length`` without truncation."""
+        if not sequences:
+            return []
+        limit = self.encoder.cfg.max_length
+        # cheap pre-filter: far below the window always fits, far above never does
+        out = []
+        unsure = []
+        for i, s in enumerate(sequences):
+            if len(s) <= self.window_nt // 2:
+                out.append(True)
+            else:
+                out.append(None)
+                unsure.append(i)
+        if unsure:
+            rendered = [self.encoder.render(sequences[i])[0] for i in unsure]
+            lengths = [len(x) for x in self.encoder.tokenizer(rendered, add_special_tokens=True)["input_ids"]]
+            for i, n in zip(unsure, lengths):
+                out[i] = n <= limit
+        return out
+
+
+def _as_records(inputs: Union[Sequence[str], Sequence[InputRecord]], ids: Optional[Sequence[str]]) -> list[InputRecord]:
+    inputs = list(inputs)
+    if inputs and all(isinstance(x, InputRecord) for x in inputs):
+        if ids is not None:
+            raise ValueError("pass ids only with raw sequences; InputRecords carry their own ids")
+        return inputs
+    if any(isinstance(x, InputRecord) for x in inputs):
+        raise TypeError("pass either raw sequence strings or InputRecords, not a mix")
+    return records_from_sequences([str(x) for x in inputs], ids)
+
+
+# --------------------------------------------------------------------------------------- cache
+
+_CACHE: dict[tuple, Predictor] = {}
+_CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 4
+
+
+def _model_stamp(run_dir: Path) -> tuple:
+    """What changes when the run's weights change: the exported adapter, else the best checkpoint."""
+    adapter = run_dir / "adapter"
+    if (adapter / "lingo_adapter.json").exists():
+        return ("adapter", max(p.stat().st_mtime_ns for p in adapter.iterdir()))
+    best = run_dir / "checkpoint" / "best.pt"
+    return ("best", best.stat().st_mtime_ns if best.exists() else None)
+
+
+def load_predictor(run_dir: PathLike, device: Optional[str] = None) -> Predictor:
+    """A :class:`Predictor` for ``run_dir``; cached by path, device and adapter/checkpoint mtime.
+
+    A run still training is loaded from its best checkpoint so far; when that checkpoint (or the
+    final adapter) is rewritten, the next call reloads.
+    """
+    path = Path(run_dir).expanduser().resolve()
+    key = (str(path), device, _model_stamp(path))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            return hit
+    predictor = Predictor(load_trained(path, device=device))
+    with _CACHE_LOCK:
+        for stale in [k for k in _CACHE if k[:2] == key[:2]]:
+            del _CACHE[stale]
+        _CACHE[key] = predictor
+        while len(_CACHE) > CACHE_SIZE:
+            del _CACHE[next(iter(_CACHE))]
+    return predictor
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def predict(
+    run_dir: PathLike,
+    sequences: Optional[Sequence[str]] = None,
+    *,
+    ids: Optional[Sequence[str]] = None,
+    fasta: Optional[PathLike] = None,
+    csv: Optional[PathLike] = None,
+    sequence_column: str = "sequence",
+    id_column: Optional[str] = None,
+    device: Optional[str] = None,
+    **options: Any,
+) -> Predictions:
+    """One-call API: score ``sequences``, a FASTA file or a CSV file with the run in ``run_dir``.
+
+    ``options`` go to :meth:`Predictor.predict` (aggregate, stride, window, reverse_complement, strict,
+    batch_size, threshold).
+    """
+    records = gather_inputs(sequences, ids=ids, fasta=fasta, csv=csv, sequence_column=sequence_column, id_column=id_column)
+    return load_predictor(run_dir, device).predict(records, **options)
+
+
+def gather_inputs(
+    sequences: Optional[Sequence[str]] = None,
+    *,
+    ids: Optional[Sequence[str]] = None,
+    fasta: Optional[PathLike] = None,
+    csv: Optional[PathLike] = None,
+    sequence_column: str = "sequence",
+    id_column: Optional[str] = None,
+) -> list[InputRecord]:
+    """Records from exactly one source: raw sequences, a FASTA file or a CSV file."""
+    given = [name for name, value in (("sequences", sequences), ("fasta", fasta), ("csv", csv)) if value]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one input: raw sequences, a FASTA file or a CSV file (got {given or 'none'})")
+    if fasta:
+        return read_fasta_input(fasta)
+    if csv:
+        return read_csv_input(csv, sequence_column, id_column)
+    return records_from_sequences(list(sequences or []), ids)

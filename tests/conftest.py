@@ -1,0 +1,85 @@
+"""Shared fixtures: offline mode, the shared data root, tiny models for fast code-path tests."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from lingo_core.config import default_data_root  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared benchmark data (../shared/data); tests that need it skip when it is absent."""
+    root = default_data_root()
+    if root is None or not (root / "gue").is_dir():
+        pytest.skip("real benchmark data not found: set LINGO_DATA_DIR or place it at ../shared/data")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide randomly initialised BERT with the embedded MiniLM WordPiece tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from lingo_core.models import REGISTRY
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(REGISTRY["minilm-l6"].locate()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_opt_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised OPT with a byte-level BPE tokenizer trained here (OPT code path)."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import OPTConfig, OPTForSequenceClassification, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny_opt")
+    corpus = [
+        "Domain: DNA Promoter\nSequence: ACGTTGCATTATAAAGGCCAATCGT\nAnnotation:",
+        "the quick brown fox jumps over the lazy dog",
+    ] * 50 + ["".join("ACGT"[(i * 7 + j * 3) % 4] for j in range(60)) for i in range(200)]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=2, special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="</s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    config = OPTConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        ffn_dim=64,
+        num_attention_heads=2,
+        max_position_embeddings=512,
+        word_embed_proj_dim=32,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.convert_tokens_to_ids("</s>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("</s>"),
+    )
+    torch.manual_seed(0)
+    OPTForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

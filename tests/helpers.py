@@ -1,0 +1,30 @@
+"""Small builders shared by the engine tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lingo_core.config import LingoConfig, config_from_dict
+
+
+def deep_update(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def tiny_config(model_dir: Path, output_dir: Path, method: str = "ars", **override: Any) -> LingoConfig:
+    """A seconds-long run: tiny model, 160 demo sequences, 16 optimizer steps, allocations every 2."""
+    values: dict[str, Any] = {
+        "data": {"task": "demo/motifs", "max_train": 160, "max_eval": 64},
+        "model": {"name": str(model_dir)},
+        "encoding": {"max_length": 128},
+        "adapter": {"method": method, "r": 4, "init_r": 4, "target_r": 2, "tinit": 2, "tfinal": 4, "deltaT": 2},
+        "train": {"epochs": 1, "batch_size": 10, "max_steps": 16, "eval_every": 4, "lr": 0.003, "progress_bar": False, "warmup_ratio": 0.0},
+        "output_dir": str(output_dir),
+    }
+    return config_from_dict(deep_update(values, override))
