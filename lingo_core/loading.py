@@ -66,9 +66,15 @@ def load_trained(run_dir: Union[str, Path], device: Optional[str] = None) -> Tra
     if run.has_adapter:
         export = json.loads((run.adapter_dir / "lingo_adapter.json").read_text())
         if export["format"] == "peft":
+            import warnings
+
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
+            with warnings.catch_warnings():
+                # AdaLoRA's rank_pattern is applied by its own layers; peft's generic LoRA check
+                # warns that the keys match no module, which is expected here
+                warnings.filterwarnings("ignore", message="The following rank_pattern keys")
+                model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
         else:
             load_exported_trainable(loaded.model, run.adapter_dir)
             model = loaded.model

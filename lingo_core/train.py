@@ -108,6 +108,14 @@ def predict_logits(
     return np.stack(outputs) if outputs else np.zeros((0, 0))
 
 
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for single-label (integer labels), binary cross-entropy for multi-label (0/1 floats)."""
+    logits = logits.float()
+    if labels.dtype.is_floating_point:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
 def logits_to_probs(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     if multi_label:
         return 1.0 / (1.0 + np.exp(-logits))
@@ -326,10 +334,13 @@ class Trainer:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 micro += 1
                 sync = micro % tcfg.grad_accum == 0 or st["batch"] == len(batches)
+                labels = batch.pop("labels")
                 with accelerator.autocast():
-                    # labels go to the model: it computes the task loss (CE or BCE by problem_type)
-                    # and peft's AdaLoRA adds its orthogonal regulariser
-                    loss = model(**batch).loss / tcfg.grad_accum
+                    loss = task_loss(model(**batch).logits, labels)
+                    regularizer = adapted.regularizer()  # AdaLoRA/ARS orthogonality term
+                    if regularizer is not None:
+                        loss = loss + regularizer
+                    loss = loss / tcfg.grad_accum
                 if sync:
                     accelerator.backward(loss)
                 else:

@@ -261,9 +261,11 @@ def test_single_csv_split_is_stratified_and_deterministic(tmp_path):
     first, second = load_task(cfg), load_task(cfg)
     assert first.test.ids == second.test.ids
     assert (len(first.train), len(first.dev), len(first.test)) == (280, 40, 80)
-    assert np.bincount(first.test.labels).tolist() == [60, 20] and np.bincount(first.dev.labels).tolist() == [30, 10]
+    assert np.bincount(first.test.labels).tolist() == [60, 20]
+    assert np.bincount(first.dev.labels).tolist() == [30, 10]
     assert not set(first.train.ids) & set(first.test.ids)
-    other = load_task(_table_cfg(tmp_path / "data.csv", split=SplitConfig(dev_fraction=0.1, test_fraction=0.2, seed=4)))
+    reseeded = _table_cfg(tmp_path / "data.csv", split=SplitConfig(dev_fraction=0.1, test_fraction=0.2, seed=4))
+    other = load_task(reseeded)
     assert other.test.ids != first.test.ids
 
 

@@ -149,6 +149,9 @@ def test_opt_code_path_with_byte_level_bpe(tiny_opt_dir, tmp_path):
     report = runs.load_run(tmp_path / "nucleotide" / os.listdir(tmp_path / "nucleotide")[0]).report()
     native = runs.load_run(tmp_path / "native" / os.listdir(tmp_path / "native")[0]).report()
     assert report["parameters"]["trainable"] - native["parameters"]["trainable"] == 5 * 32
+    # the exported adapter restores the trained nucleotide rows exactly
+    nucleotide_dir = tmp_path / "nucleotide" / os.listdir(tmp_path / "nucleotide")[0]
+    assert evaluate_run(nucleotide_dir)["test"]["loss"] == pytest.approx(report["test"]["loss"], abs=1e-5)
 
 
 def test_bad_input_raises_before_any_run_directory_exists(tiny_bert_dir, tmp_path):

@@ -43,7 +43,7 @@ class AdaptedModel:
         return None
 
     def regularizer(self) -> Optional[torch.Tensor]:
-        """Extra loss term (AdaLoRA's orthogonal regulariser) when the loss is computed outside the model."""
+        """Extra loss term added to the task loss (AdaLoRA's orthogonal regulariser); None if none."""
         return None
 
     # -- parameters -------------------------------------------------------------------------

@@ -37,7 +37,9 @@ class PeftAdapted(AdaptedModel):
 
     def export(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(directory))
+        # New nucleotide rows are saved by peft's trainable-token layer; the rest of the resized
+        # embedding matrix is the base model's, so it is not copied into every adapter.
+        self.model.save_pretrained(str(directory), save_embedding_layers=not self.new_token_ids)
         (directory / EXPORT_INFO).write_text(f'{{"method": "{self.method}", "format": "peft"}}')
 
 

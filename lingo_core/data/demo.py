@@ -21,7 +21,7 @@ TATA_BOX, CCAAT_BOX = "TATA-box", "CCAAT-box"
 MOTIF_PATTERNS = {TATA_BOX: re.compile("(?=TATA[AT]A[AT])"), CCAAT_BOX: re.compile("(?=CCAAT)")}
 MOTIF_LENGTHS = {TATA_BOX: 7, CCAAT_BOX: 5}
 GC_CONTENT = 0.45
-HARD_NEGATIVE_SHARE = 0.4  # of the negatives; split evenly over the three hard kinds
+HARD_NEGATIVE_SHARE = 0.3  # of the negatives; split evenly over the three hard kinds
 HARD_KINDS = ("tata_only", "ccaat_only", "swapped")
 _LETTERS = np.frombuffer(b"ACGT", dtype=np.uint8)
 _PROBABILITIES = np.array([1 - GC_CONTENT, GC_CONTENT, GC_CONTENT, 1 - GC_CONTENT]) / 2
@@ -93,7 +93,8 @@ def _make_split(split: str, n: int, length: int, rng: np.random.Generator) -> Re
         motifs.append(plan)
     labels = np.array([int(kind == "positive") for kind in kinds], dtype=np.int64)
     ids = [f"demo-{split}-{i:05d}" for i in range(n)]
-    return RecordSet(Split(ids, sequences, labels, motifs), np.zeros(n, dtype=np.int64), [f"synthetic:{DEMO_NAME}"])
+    no_replacements = np.zeros(n, dtype=np.int64)
+    return RecordSet(Split(ids, sequences, labels, motifs), no_replacements, [f"synthetic:{DEMO_NAME}"])
 
 
 def demo_parts(

@@ -192,7 +192,9 @@ def read_fasta(path: str | Path) -> list[tuple[str, str]]:
     except FileNotFoundError:
         raise DataError(f"{path}: FASTA file not found. Fix: check the path.") from None
     except (UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file.") from None
+        raise DataError(
+            f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file."
+        ) from None
     return parse_fasta_text(text, str(path))
 
 
@@ -306,9 +308,13 @@ def _read_frame(path: Path, required: list[str]) -> tuple[pd.DataFrame, np.ndarr
     except FileNotFoundError:
         raise DataError(f"{path}: file not found. Fix: check the path.") from None
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty. Fix: add a header line such as 'sequence,label' and data rows.") from None
+        raise DataError(
+            f"{path}: the file is empty. Fix: add a header line such as 'sequence,label' and data rows."
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line.") from None
+        raise DataError(
+            f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line."
+        ) from None
     frame.columns = [str(column).strip() for column in frame.columns]
     missing = [column for column in required if column not in frame.columns]
     if missing:
@@ -456,7 +462,8 @@ def load_path_task(cfg: DataConfig) -> TaskData:
         recipe = f"{path}: " + ", ".join(f"{split} = {file.name}" for split, file in files.items() if file)
         if missing:
             parts.update(split_records(parts["train"], missing, cfg))
-            recipe += f"; split from {files['train'].name}: " + split_recipe_text(missing, cfg.split.seed, stratified)
+            how = split_recipe_text(missing, cfg.split.seed, stratified)
+            recipe += f"; split from {files['train'].name}: {how}"
     elif path.is_file():
         fractions = {"dev": cfg.split.dev_fraction, "test": cfg.split.test_fraction}
         parts = split_records(read_records(path, cfg), fractions, cfg)
@@ -516,9 +523,8 @@ def _subsample(parts: dict[str, RecordSet], cfg: DataConfig) -> tuple[dict[str, 
         report[split] = {"before": before, "after": len(index), "stratified": stratified}
         how = "stratified" if stratified else "random"
         done.append(f"{split} {before} -> {len(index)} ({how})")
-    report["description"] = (
-        f"subsampled with data.subsample_seed={cfg.subsample_seed}: " + "; ".join(done) if done else "no subsampling"
-    )
+    seeded = f"subsampled with data.subsample_seed={cfg.subsample_seed}: "
+    report["description"] = seeded + "; ".join(done) if done else "no subsampling"
     return result, report
 
 
@@ -533,12 +539,14 @@ def assemble_task(
     name: str, parts: dict[str, RecordSet], cfg: DataConfig, info: TaskInfo, recipe: str
 ) -> TaskData:
     """Check duplicates, subsample, map labels to class indices and write the report."""
-    duplicates: dict = {**_count_duplicates(parts), "removed": cfg.duplicates == "remove"}
+    parts = dict(parts)
+    duplicates: dict = {**_count_duplicates(parts), "removed": cfg.duplicates == "remove", "train_rows_removed": 0}
     if cfg.duplicates == "remove":
-        train, removed = _remove_eval_sequences_from_train(parts)
-        parts = {**parts, "train": train}
-        duplicates["train_rows_removed"] = removed
-    duplicates["note"] = "eval rows whose exact sequence occurs in the other split, counted before subsampling"
+        parts["train"], duplicates["train_rows_removed"] = _remove_eval_sequences_from_train(parts)
+    duplicates["note"] = (
+        "dev_train/test_train/dev_test count eval rows whose exact sequence occurs in the other split, "
+        "before subsampling; 'remove' drops such rows from train only"
+    )
     parts, subsampling = _subsample(parts, cfg)
 
     multi_label = parts["train"].labels.ndim == 2

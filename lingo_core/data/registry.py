@@ -11,6 +11,7 @@ import lingo_core.config as config
 from lingo_core.config import DataConfig
 from lingo_core.data.demo import DEMO_NAME, demo_info, demo_parts, demo_recipe
 from lingo_core.data.loaders import (
+    SPLITS,
     RecordSet,
     TaskData,
     TaskInfo,
@@ -37,14 +38,17 @@ ROOT_HINT = "Set the data root with --set data.root=/path/to/data or the LINGO_D
 FULL, DEV_TEST, EMP = "full", "dev_test", "emp"
 SPLITS_NOTE = {
     FULL: "train/dev/test as published in GUE",
-    DEV_TEST: "only GUE dev/test available: train/dev split from GUE dev by data.split.dev_fraction; test = GUE test",
+    DEV_TEST: (
+        "only GUE dev/test available: train/dev split from GUE dev by data.split.dev_fraction; "
+        "test = GUE test"
+    ),
     EMP: (
         "leak-free yeast recipe: train/dev split (data.split.dev_fraction) from GUE dev + NT test rows "
         "in neither GUE dev nor GUE test; test = GUE test"
     ),
 }
 YEAST_MARKS = ("H3", "H3K14ac", "H3K36me3", "H3K4me1", "H3K4me2", "H3K4me3", "H3K79me3", "H3K9ac", "H4", "H4ac")
-TF_TRAIN_SIZES = (32378, 30672, 19000, 27294, 19000)
+TF_TASK_COUNT = 5  # gue/tf/0 .. gue/tf/4
 PROMOTER_LABELS = ("non-promoter", "promoter")
 
 
@@ -100,7 +104,7 @@ def _build_registry() -> list[Benchmark]:
         _promoter("prom_300_all", "300 bp", "-249..+50", "promoter (TATA or non-TATA)", DEV_TEST),
         _promoter("prom_300_notata", "300 bp", "-249..+50", "non-TATA promoter", DEV_TEST),
     ]
-    for k in range(len(TF_TRAIN_SIZES)):
+    for k in range(TF_TASK_COUNT):
         benchmarks.append(
             Benchmark(
                 name=f"gue/tf/{k}",
@@ -110,8 +114,9 @@ def _build_registry() -> list[Benchmark]:
                     domain="Transcription Factor Binding Site",
                     species="human",
                     description=(
-                        f"Label 1 (bound) means the 101 bp human sequence lies in a ChIP-seq peak of "
-                        f"the transcription factor of GUE dataset tf/{k} (ENCODE); label 0 (unbound) means it does not."
+                        f"Label 1 (bound) means the 101 bp human sequence lies in a ChIP-seq peak of the "
+                        f"transcription factor of GUE dataset tf/{k} (ENCODE); label 0 (unbound) means it "
+                        "does not."
                     ),
                     label_names=("unbound", "bound"),
                 ),
@@ -174,15 +179,14 @@ def _default_root_candidate() -> Path:
 
 def _require_files(benchmark: Benchmark, cfg_root: Optional[str]) -> Path:
     root = resolve_data_root(cfg_root)
+    download = GUE_DOWNLOAD + (f" {NT_DOWNLOAD}" if benchmark.layout == EMP else "")
     if root is None:
         raise DataError(
             f"{benchmark.name}: no data root. Looked for data.root (unset), LINGO_DATA_DIR (unset) "
-            f"and {_default_root_candidate()} (missing). {ROOT_HINT} {GUE_DOWNLOAD}"
-            + (f" {NT_DOWNLOAD}" if benchmark.layout == EMP else "")
+            f"and {_default_root_candidate()} (missing). {ROOT_HINT} {download}"
         )
     missing = [path for path in benchmark.files(root) if not path.is_file()]
     if missing:
-        download = NT_DOWNLOAD if missing[0].parent.name == "nt_yeast_histone_test" else GUE_DOWNLOAD
         raise DataError(
             f"{benchmark.name}: looked for {missing[0]} under data root {root}, but it does not exist. "
             f"{ROOT_HINT} {download}"
@@ -219,7 +223,7 @@ def _load_benchmark(benchmark: Benchmark, cfg: DataConfig) -> TaskData:
     num_classes = len(benchmark.info.label_names)
     folder = root / benchmark.folder
     if benchmark.layout == FULL:
-        parts = {split: read_table(folder / f"{split}.csv", gue_cfg, num_classes) for split in ("train", "dev", "test")}
+        parts = {split: read_table(folder / f"{split}.csv", gue_cfg, num_classes) for split in SPLITS}
         recipe = f"GUE train/dev/test as published ({folder})."
     elif benchmark.layout == DEV_TEST:
         fractions = {"dev": cfg.split.dev_fraction}
