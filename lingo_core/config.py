@@ -153,12 +153,16 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return None
         errors = []
         # try the more specific types first (int before float, then str)
-        for option in sorted((o for o in options if o is not type(None)), key=_type_rank):
+        candidates = sorted((o for o in options if o is not type(None)), key=_type_rank)
+        for option in candidates:
             try:
                 return _coerce(value, option, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(f"{key}: {value!r} matches none of {options}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        names = " or ".join(getattr(o, "__name__", str(o)) for o in candidates)
+        raise ConfigError(f"{key}: expected {names}, got {value!r}")
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")

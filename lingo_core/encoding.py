@@ -132,9 +132,12 @@ class SequenceEncoder:
             text = "".join(NUCLEOTIDE_TOKENS.get(base, NUCLEOTIDE_TOKENS["N"]) for base in sequence)
             return text, np.repeat(np.arange(len(sequence)), width)
         k, stride = self.cfg.k, self.stride
-        starts = list(range(0, max(len(sequence) - k, 0) + 1, stride))
-        if starts and starts[-1] + k < len(sequence):
-            starts.append(len(sequence) - k)  # cover the tail
+        if stride >= k:  # non-overlapping: the last k-mer may be shorter
+            starts = list(range(0, len(sequence), stride))
+        else:  # overlapping: full k-mers, plus one covering the tail if the stride skips it
+            starts = list(range(0, max(len(sequence) - k, 0) + 1, stride))
+            if starts and starts[-1] + k < len(sequence):
+                starts.append(len(sequence) - k)
         pieces, char_map = [], []
         for i, start in enumerate(starts):
             kmer = sequence[start : start + k]

