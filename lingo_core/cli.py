@@ -1,4 +1,4 @@
-"""Command line: ``python -m lingo_core {train,evaluate,list-models,list-benchmarks}``."""
+"""Command line: ``python -m lingo_core {train,evaluate,list-models,list-benchmarks,predict,attribute}``."""
 
 from __future__ import annotations
 
@@ -28,8 +28,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise SystemExit("train needs a CONFIG.yaml (or --resume RUN_DIR, or --run-dir RUN_DIR)")
         cfg = load_config(args.config, args.set)
         path = train(cfg)
+    from accelerate import PartialState
+
     from .runs import load_run
 
+    if not PartialState().is_main_process:
+        return 0  # under accelerate/torchrun only the main process reports
     state = load_run(path).state
     if state != "done":
         print(f"run ended with state '{state}'", file=sys.stderr)
@@ -70,6 +74,24 @@ def cmd_list_benchmarks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import run_cli
+
+    return run_cli(args)
+
+
+def cmd_attribute(args: argparse.Namespace) -> int:
+    from .attribution import run_cli
+
+    return run_cli(args)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from .study import run_cli
+
+    return run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lingo_core", description="LINGO: language models for genome understanding")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +114,53 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list-benchmarks", help="named benchmarks and whether their data is present")
     p.add_argument("--root", help="data root (default: $LINGO_DATA_DIR or ../shared/data)")
     p.set_defaults(func=cmd_list_benchmarks)
+
+    p = sub.add_parser("predict", help="score sequences with a trained run (CSV to stdout, or --out F.csv/F.json)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("sequences", nargs="*", metavar="SEQ", help="raw sequences (or use --fasta / --csv)")
+    p.add_argument("--fasta", metavar="F", help="FASTA file (multi-record, wrapped lines, .gz allowed)")
+    p.add_argument("--csv", metavar="F", help="CSV/TSV file with a sequence column (and optionally an id column)")
+    p.add_argument("--sequence-column", default="sequence")
+    p.add_argument("--id-column", help="id column of --csv (default: 'id' if present, else file:line)")
+    p.add_argument("--out", metavar="F", help="write .csv or .json instead of CSV to stdout")
+    p.add_argument("--aggregate", choices=["mean", "max"], default="mean", help="how window probabilities combine")
+    p.add_argument("--window", type=int, metavar="NT", help="sliding window size in nt (default: what fits the model)")
+    p.add_argument("--stride", type=int, metavar="NT", help="sliding window stride in nt (default: half a window)")
+    p.add_argument("--reverse-complement", "--rc", action="store_true", help="average with the reverse complement")
+    p.add_argument("--strict", action="store_true", help="stop at the first invalid record instead of reporting it")
+    p.add_argument("--threshold", type=float, default=0.5, help="multi-label: probability for a label to be predicted")
+    p.add_argument("--batch-size", type=int, help="sequences per forward pass (default: chosen for the device)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the run's model.device)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("attribute", help="integrated gradients / in-silico mutagenesis per nucleotide (.npz, .csv, .html)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("sequences", nargs="*", metavar="SEQ", help="raw sequence(s) (or use --fasta)")
+    p.add_argument("--fasta", metavar="F", help="FASTA file; every record is attributed")
+    p.add_argument("--method", choices=["ig", "ism", "both"], default="both")
+    p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    p.add_argument("--out", metavar="F", help="per-nucleotide arrays: F.npz (ig, ism, ism_matrix, onehot) or F.csv")
+    p.add_argument("--csv", metavar="F", help="also write the per-nucleotide table as CSV")
+    p.add_argument("--html", metavar="F", help="write the plotly figures to an HTML file")
+    p.add_argument("--baseline", choices=["pad", "N"], default="pad", help="IG baseline for sequence tokens")
+    p.add_argument("--keep-prompt", action="store_true", help="IG: keep the prompt in the baseline (it then gets 0 by construction)")
+    p.add_argument("--n-steps", type=int, default=50, help="IG integration steps")
+    p.add_argument("--internal-batch-size", type=int, help="IG: interpolation steps per forward pass (memory bound)")
+    p.add_argument("--batch-size", type=int, help="ISM: mutants per forward pass")
+    p.add_argument("--strict", action="store_true", help="stop at the first invalid record")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the run's model.device)")
+    p.set_defaults(func=cmd_attribute)
+
+    p = sub.add_parser("study", help="run a grid of tasks x methods x seeds from a study YAML (resumable); table + report")
+    p.add_argument("study", metavar="STUDY.yaml")
+    p.add_argument("--scale", help="profile of the study file to apply (overrides its 'scale' key)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key, e.g. --set seeds=[0]")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
+    p.add_argument("--report-only", action="store_true", help="rebuild results.csv and report.md from finished cells")
+    p.add_argument("--shard", metavar="I/N", help="run only the cells i with i %% N == I")
+    p.add_argument("--cell", metavar="ID", help="run one cell (used by parallel runs)")
+    p.add_argument("--retry", action="store_true", help="rerun cells that timed out")
+    p.set_defaults(func=cmd_study)
     return parser
 
 

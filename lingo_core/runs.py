@@ -12,6 +12,7 @@ Layout of a run directory::
     adapter/          the dev-selected adapter (peft format for lora/adalora/ars)
     checkpoint/       resumable full-rank state of the latest checkpoint (state.pt) + best.pt
     CANCEL            present when a cancel was requested
+    train.log         stdout/stderr of a run started in the background (the app's launcher)
 
 Every JSON/YAML/torch file is written atomically (temporary file + ``os.replace``); JSONL files
 are appended one whole line per ``write`` and readers skip a torn last line.
@@ -34,6 +35,7 @@ import yaml
 CONFIG, STATUS, METRICS, RANKS, REPORT = "config.yaml", "status.json", "metrics.jsonl", "ranks.jsonl", "report.json"
 DATA_REPORT, ADAPTER, CHECKPOINT, CANCEL = "data_report.json", "adapter", "checkpoint", "CANCEL"
 STATE_FILE, BEST_FILE = "state.pt", "best.pt"
+LOG = "train.log"
 STATES = ("queued", "running", "done", "failed", "cancelled")
 PathLike = Union[str, Path]
 
@@ -151,10 +153,15 @@ def new_run_id(method: str, task: str) -> str:
 
 
 class RunWriter:
-    """Writes one run directory; used by the trainer (and by launchers to create queued runs)."""
+    """Writes one run directory; used by the trainer (and by launchers to create queued runs).
 
-    def __init__(self, path: PathLike) -> None:
+    Under multi-process training every process holds a writer, but only the main process's is
+    ``enabled``: the others' writes are no-ops, so the run directory has a single author.
+    """
+
+    def __init__(self, path: PathLike, enabled: bool = True) -> None:
         self.path = Path(path)
+        self.enabled = enabled
 
     @classmethod
     def create(cls, output_dir: PathLike, config_yaml: str, method: str, task: str, name: Optional[str] = None) -> "RunWriter":
@@ -171,6 +178,8 @@ class RunWriter:
         return writer
 
     def set_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        if not self.enabled:
+            return {}
         if state not in STATES:
             raise ValueError(f"unknown run state {state!r}")
         status = _read_json(self.path / STATUS) or {}
@@ -181,25 +190,37 @@ class RunWriter:
         return status
 
     def update_status(self, **fields: Any) -> None:
+        if not self.enabled:
+            return
         status = _read_json(self.path / STATUS) or {"state": "running"}
         self.set_status(status.get("state", "running"), **fields)
 
     def log_metrics(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         append_jsonl(self.path / METRICS, record)
 
     def log_ranks(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         append_jsonl(self.path / RANKS, record)
 
     def truncate_logs_after(self, step: int) -> None:
         """On resume: drop records written after the checkpoint we continue from."""
+        if not self.enabled:
+            return
         for name in (METRICS, RANKS):
             records = [r for r in read_jsonl(self.path / name) if r.get("step", 0) <= step]
             atomic_write_text(self.path / name, "".join(json.dumps(r) + "\n" for r in records))
 
     def write_report(self, report: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         atomic_write_json(self.path / REPORT, report)
 
     def write_data_report(self, report: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         atomic_write_json(self.path / DATA_REPORT, report)
 
     @property
@@ -268,6 +289,21 @@ class Run:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        """The end of ``train.log`` (background runs), or "" when there is none."""
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                handle.seek(max(0, size - max_chars))
+                return handle.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     @property
     def has_adapter(self) -> bool:

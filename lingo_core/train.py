@@ -38,7 +38,7 @@ from .config import LingoConfig, config_from_dict, save_config
 from .data import TaskData, load_task
 from .encoding import SequenceEncoder, warn_truncation
 from .evaluate import classification_metrics, metric_value
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model, resolve_device
 
 
 class RunCancelled(Exception):
@@ -250,16 +250,17 @@ class Trainer:
         cfg, writer = self.cfg, self.writer
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _in_main_thread() else None
         started = time.time()
-        self.accelerator = None
+        device, precision = resolve_device(cfg.model)
+        accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+        self.accelerator = accelerator
+        self.is_main = accelerator.is_main_process
+        writer.enabled = self.is_main
         try:
             writer.set_status("running", pid=os.getpid(), started=runs._now(), error=None, traceback=None)
             prepared = self.prepared or prepare(cfg)
             self.prepared = prepared
             loaded = prepared.loaded
-            accelerator = Accelerator(mixed_precision=loaded.precision, cpu=loaded.device.type == "cpu")
-            self.accelerator = accelerator
-            self.is_main = accelerator.is_main_process
-            if self.is_main and not self.resume:
+            if not self.resume:
                 report = dict(prepared.task.report)
                 report.update(task_info(prepared.task))
                 report["truncated"] = {k: s.n_truncated for k, s in prepared.splits.items()}
@@ -272,6 +273,7 @@ class Trainer:
             self._train(accelerator, started)
             self._finish(started)
             writer.set_status("done", progress=self._progress(self.total_step), finished=runs._now())
+            accelerator.wait_for_everyone()  # every process returns after the run is marked done
             return writer.path
         except RunCancelled:
             writer.set_status("cancelled", finished=runs._now())
@@ -355,6 +357,8 @@ class Trainer:
                 optimizer.step()
                 st["step"] += 1
                 record = adapted.after_optimizer_step(st["step"])  # before zero_grad (peft requirement)
+                if record is not None and accelerator.num_processes > 1:
+                    self._check_same_masks(st["step"])
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 lr = scheduler.get_last_lr()[0]
@@ -382,6 +386,15 @@ class Trainer:
         bar.close()
         if stop and self.is_main:
             self.writer.update_status(early_stopped_at=st["step"])
+
+    def _check_same_masks(self, step: int) -> None:
+        """Every process must have made the same allocation (same seed, same all-reduced scores)."""
+        pattern = self.adapted.rank_pattern() or {}
+        bits = torch.tensor([float(b) for mask in pattern.values() for b in mask], device=self.accelerator.device)
+        gathered = self.accelerator.gather(bits.unsqueeze(0))
+        if not torch.all(gathered == gathered[0]):
+            raise RuntimeError(f"rank masks differ between processes at step {step}; the ARS generators diverged")
+        self.masks_checked = getattr(self, "masks_checked", 0) + 1
 
     def _progress(self, step: int) -> dict[str, Any]:
         elapsed = self.state["elapsed"] if hasattr(self, "state") else 0.0
@@ -452,6 +465,7 @@ class Trainer:
         prepared, adapted, tcfg = self.prepared, self.adapted, self.cfg.train
         best_path = self.writer.checkpoint_dir / runs.BEST_FILE
         best_step = self.state.get("best_step")
+        self.accelerator.wait_for_everyone()  # best.pt is written by the main process
         if best_path.exists():
             best = torch.load(best_path, map_location="cpu", weights_only=False)
             adapted.load_trainable_state(best["trainable"])
@@ -491,6 +505,7 @@ class Trainer:
             "device": str(self.accelerator.device),
             "precision": prepared.loaded.precision,
             "num_processes": self.accelerator.num_processes,
+            "allocations_checked_identical_across_processes": getattr(self, "masks_checked", 0),
         }
         if adapted.rank_pattern():
             report["final_ranks"] = {short_module_name(k): int(sum(v)) for k, v in adapted.rank_pattern().items()}
@@ -526,8 +541,23 @@ def train(cfg: LingoConfig) -> Path:
     directory exists, so no half-made run is left behind.
     """
     prepared = prepare(cfg)
-    writer = runs.RunWriter.create(cfg.output_dir, save_config(cfg), cfg.adapter.method, cfg.data.task, cfg.run_name)
-    return Trainer(cfg, writer, prepared=prepared).run()
+    return Trainer(cfg, _create_shared_run(cfg), prepared=prepared).run()
+
+
+def _create_shared_run(cfg: LingoConfig) -> runs.RunWriter:
+    """Create the run directory on the main process and tell every other process its path."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    device, _ = resolve_device(cfg.model)
+    state = PartialState(cpu=device.type == "cpu")
+    path: list[Optional[str]] = [None]
+    if state.is_main_process:
+        writer = runs.RunWriter.create(cfg.output_dir, save_config(cfg), cfg.adapter.method, cfg.data.task, cfg.run_name)
+        path[0] = str(writer.path)
+    if state.num_processes > 1:
+        broadcast_object_list(path)
+    return runs.RunWriter(path[0], enabled=state.is_main_process)
 
 
 def train_queued(run_dir: str | Path) -> Path:

@@ -220,3 +220,23 @@ def test_short_ars_run_on_real_promoter_data_beats_chance(data_root, tmp_path):
     data_report = run.data_report()
     assert json.dumps(data_report["duplicates"])  # overlaps are reported, not silently dropped
     assert torch.__version__.startswith("2.13")
+
+
+def test_two_process_training_makes_identical_masks_on_every_process(tiny_bert_dir, tmp_path):
+    """Multi-process (torchrun, gloo on CPU): one run directory, masks checked equal at every allocation."""
+    cfg = tiny_config(tiny_bert_dir, tmp_path / "runs", "ars", adapter={"reintroduce_rate": 0.3}, train={"batch_size": 5})
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(save_config(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lingo_core", "train", str(config_file)],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    report = runs.load_run(run_dir).report()
+    assert report["num_processes"] == 2
+    allocations = len(runs.load_run(run_dir).ranks())
+    assert allocations > 0 and report["allocations_checked_identical_across_processes"] == allocations
+    for record in runs.load_run(run_dir).ranks():
+        assert sum(record["active"].values()) == record["budget"]

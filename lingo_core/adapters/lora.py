@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -39,7 +40,11 @@ class PeftAdapted(AdaptedModel):
         directory.mkdir(parents=True, exist_ok=True)
         # New nucleotide rows are saved by peft's trainable-token layer; the rest of the resized
         # embedding matrix is the base model's, so it is not copied into every adapter.
-        self.model.save_pretrained(str(directory), save_embedding_layers=not self.new_token_ids)
+        with warnings.catch_warnings():
+            # AdaLoRA modules pruned to rank 0 have (0, d) tensors, which peft mistakes for
+            # unsharded ZeRO-3/FSDP parameters; they load back correctly
+            warnings.filterwarnings("ignore", message=".*LoRA tensor\\(s\\) have invalid shape")
+            self.model.save_pretrained(str(directory), save_embedding_layers=not self.new_token_ids)
         (directory / EXPORT_INFO).write_text(f'{{"method": "{self.method}", "format": "peft"}}')
 
 
