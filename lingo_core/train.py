@@ -466,18 +466,20 @@ class Trainer:
         best_path = self.writer.checkpoint_dir / runs.BEST_FILE
         best_step = self.state.get("best_step")
         self.accelerator.wait_for_everyone()  # best.pt is written by the main process
+        results: dict[str, Any] = {}
         if best_path.exists():
             best = torch.load(best_path, map_location="cpu", weights_only=False)
             adapted.load_trainable_state(best["trainable"])
             if best.get("rank_pattern") is not None and hasattr(adapted, "set_rank_pattern"):
                 adapted.set_rank_pattern(best["rank_pattern"])
             best_step = best["step"]
-        results = {}
+            results["dev"] = best["dev"]  # measured on exactly this state when it was selected
         for name in ("dev", "test"):
-            results[name] = evaluate_split(
-                self.model, prepared.splits[name], prepared.loaded.tokenizer.pad_token_id,
-                prepared.task.multi_label, tcfg.eval_batch_size, self.accelerator.device, prepared.loaded.precision,
-            )
+            if name not in results:
+                results[name] = evaluate_split(
+                    self.model, prepared.splits[name], prepared.loaded.tokenizer.pad_token_id,
+                    prepared.task.multi_label, tcfg.eval_batch_size, self.accelerator.device, prepared.loaded.precision,
+                )
         if not self.is_main:
             return
         tmp_dir = self.writer.path / ".adapter.tmp"

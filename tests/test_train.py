@@ -205,7 +205,7 @@ def test_short_ars_run_on_real_promoter_data_beats_chance(data_root, tmp_path):
             f"data.root={data_root}",
             "data.max_train=1600",
             "train.max_steps=100",
-            "train.eval_every=50",
+            "train.eval_every=100",
             "train.batch_size=16",
             "train.lr=0.002",
             "train.progress_bar=false",
