@@ -261,7 +261,8 @@ def save_npz(results: Sequence[Attribution], path: PathLike) -> Path:
     """Write per-nucleotide arrays for TF-MoDISco-style tools.
 
     One sequence: ``ig`` (L,), ``ism`` (L,), ``ism_matrix`` (L, 4), ``onehot`` (L, 4), ``sequence``,
-    ``id``. Several of equal length: the same keys stacked, (N, L) and (N, L, 4), with ``ids``.
+    ``id``. Several of equal length: the keys all of them have, stacked to (N, L) and (N, L, 4), with
+    ``ids`` (the layout TF-MoDISco takes).
     Several of different lengths: keys suffixed ``_<i>`` (``ig_0``, ``ism_0``...), with ``ids``.
     """
     path = Path(path)
@@ -278,7 +279,8 @@ def save_npz(results: Sequence[Attribution], path: PathLike) -> Path:
         if results[0].ig is not None:
             arrays["ig_delta"] = np.array(results[0].ig.delta)
     elif len({len(r.sequence) for r in results}) == 1:
-        arrays = {key: np.stack([p[key] for p in per]) for key in per[0]}
+        common = [key for key in per[0] if all(key in p for p in per)]  # methods every result has
+        arrays = {key: np.stack([p[key] for p in per]) for key in common}
         arrays["sequences"] = np.array([r.sequence for r in results])
     else:
         arrays = {f"{key}_{i}": value for i, p in enumerate(per) for key, value in p.items()}
@@ -317,14 +319,12 @@ def _baseline_ids(predictor: Predictor, encoded: EncodedSequence, length: int, b
     if baseline == "N":
         n_encoded = predictor.encoder.encode_many(["N" * length])[0]
         n_tokens = [t for t, k in zip(n_encoded.input_ids, n_encoded.kinds) if k == SEQUENCE]
+    k = 0  # index among the sequence tokens
     for i, kind in enumerate(encoded.kinds):
         if kind == SEQUENCE:
-            if baseline == "pad":
-                ids[i] = pad
-            else:
-                # k-th sequence token <- k-th token of the all-N encoding (its last one if that is shorter)
-                k = sum(1 for kk in encoded.kinds[:i] if kk == SEQUENCE)
-                ids[i] = n_tokens[min(k, len(n_tokens) - 1)]
+            # pad, or the k-th token of the all-N encoding (its last one if that encoding is shorter)
+            ids[i] = pad if baseline == "pad" else n_tokens[min(k, len(n_tokens) - 1)]
+            k += 1
         elif kind == PROMPT and include_prompt:
             ids[i] = pad
     return ids
@@ -500,3 +500,45 @@ def region_enrichment(scores: np.ndarray, regions: Sequence[tuple[int, int]]) ->
     if inside.all() or not inside.any():
         raise ValueError("regions must cover some but not all positions")
     return float(absolute[inside].mean() / max(absolute[~inside].mean(), 1e-12))
+
+
+def run_cli(args: Any) -> int:
+    """``python -m lingo_core attribute``: see :func:`lingo_core.cli.build_parser` for the arguments."""
+    import json
+    import sys
+
+    from .data import DataError
+    from .predict import gather_inputs
+
+    records = gather_inputs(args.sequences or None, fasta=args.fasta)
+    predictor = load_predictor(args.run_dir, args.device)
+    results: list[Attribution] = []
+    for record in records:
+        try:
+            if record.error:
+                raise DataError(record.error)
+            sequence = clean_sequence(record.sequence, record.where, predictor.iupac)[0]
+            results.append(
+                attribute(
+                    predictor, sequence, args.method, args.target, id=record.id, baseline=args.baseline,
+                    include_prompt=not args.keep_prompt, n_steps=args.n_steps,
+                    internal_batch_size=args.internal_batch_size, batch_size=args.batch_size,
+                )
+            )
+        except (DataError, AttributionError) as exc:
+            if args.strict:
+                raise
+            print(f"not attributed: {exc}", file=sys.stderr)
+    print(json.dumps([r.summary() for r in results], indent=2))
+    if not results:
+        return 1
+    if args.out:
+        written = save_csv(results, args.out) if str(args.out).lower().endswith(".csv") else save_npz(results, args.out)
+        print(f"wrote {written}", file=sys.stderr)
+    if args.csv:
+        print(f"wrote {save_csv(results, args.csv)}", file=sys.stderr)
+    if args.html:
+        from .plots_attribution import write_html
+
+        print(f"wrote {write_html(results, args.html)}", file=sys.stderr)
+    return 0

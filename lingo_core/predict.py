@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from .data import DataError, clean_sequence
+from .data.validation import check_sequences
 from .loading import TrainedModel, load_trained
 from .train import logits_to_probs, predict_logits
 
@@ -138,7 +139,7 @@ def read_csv_input(path: PathLike, sequence_column: str = "sequence", id_column:
     path = Path(path)
     separator = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
     try:
-        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found. Fix: check the path.") from None
     except pd.errors.EmptyDataError:
@@ -154,7 +155,8 @@ def read_csv_input(path: PathLike, sequence_column: str = "sequence", id_column:
                 f"{path}, line 1 (header): no column '{column}'; columns found: {list(frame.columns)}. "
                 "Fix: rename the header or pass the sequence/id column name (--sequence-column / --id-column)."
             )
-    lines = frame.index.to_numpy() + 2  # header is line 1 (blank lines are skipped by pandas)
+    frame = frame[~(frame == "").all(axis=1)]  # blank lines: dropped, but they still count for line numbers
+    lines = frame.index.to_numpy() + 2  # the header is line 1
     ids = frame[id_column].str.strip().tolist() if id_column else [f"{path.name}:{n}" for n in lines]
     return [
         InputRecord(record_id, sequence, f"{path}, line {line} (id '{record_id}')")
@@ -313,8 +315,21 @@ class _Window:
 class Predictor:
     """A trained run ready to score sequences (build it with :func:`load_predictor`, which caches)."""
 
-    def __init__(self, trained: TrainedModel) -> None:
+    def __init__(self, trained: TrainedModel, merge: bool = True) -> None:
+        """Take ownership of ``trained``: with ``merge`` a peft adapter is merged into the base weights.
+
+        Merging gives the same logits (to float rounding) and removes the adapter's extra small
+        matmuls from every layer: inference and attribution run ~1.3x faster on CPU (bench/).
+        """
         self.trained = trained
+        self.merged = False
+        if merge:
+            from peft import PeftModel
+
+            if isinstance(trained.model, PeftModel):
+                trained.model = trained.model.merge_and_unload()
+                self.merged = True
+        trained.model.eval()
         for param in trained.model.parameters():  # inference only: no weight gradients, ever
             param.requires_grad_(False)
         self._max_nucleotides: Optional[int] = None
@@ -349,6 +364,10 @@ class Predictor:
         return self.trained.cfg.data.iupac
 
     @property
+    def default_batch_size(self) -> int:
+        return default_batch_size(self.device)
+
+    @property
     def window_nt(self) -> int:
         """Nucleotides per sliding window: a margin below what a typical sequence fits in ``max_length`` tokens."""
         if self._max_nucleotides is None:
@@ -366,7 +385,7 @@ class Predictor:
         if not input_ids:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         return predict_logits(
-            self.model, input_ids, self.pad_id, batch_size or default_batch_size(self.device), self.device, self.trained.loaded.precision
+            self.model, input_ids, self.pad_id, batch_size or self.default_batch_size, self.device, self.trained.loaded.precision
         )
 
     def probabilities(self, sequences: Sequence[str], batch_size: Optional[int] = None) -> np.ndarray:
@@ -438,30 +457,38 @@ class Predictor:
 
     def _validate(self, records: list[InputRecord], strict: bool) -> tuple[list[SequencePrediction], dict[int, str]]:
         """One output row per record; the clean sequence of every valid one (by row)."""
-        rows: list[SequencePrediction] = []
+        rows = [SequencePrediction(r.id, r.sequence, None, "", len(r.sequence), 0.0, 0) for r in records]
+        duplicated = pd.Series([r.id for r in records], dtype=object).duplicated().to_numpy()
+        candidates = [i for i, r in enumerate(records) if not r.error]
+        try:  # vectorised: all records at once (the common case: no bad record)
+            cleaned, replaced = check_sequences(
+                [records[i].sequence for i in candidates], lambda k: records[candidates[k]].where, self.iupac
+            )
+            results: dict[int, Any] = {i: (seq, int(n)) for i, seq, n in zip(candidates, cleaned, replaced)}
+        except DataError:  # one by one, to report every bad record
+            results = {}
+            for i in candidates:
+                try:
+                    results[i] = clean_sequence(records[i].sequence, records[i].where, self.iupac)
+                except DataError as exc:
+                    results[i] = exc
         clean: dict[int, str] = {}
-        seen: dict[str, int] = {}
-        for i, record in enumerate(records):
-            row = SequencePrediction(record.id, record.sequence, None, "", len(record.sequence), 0.0, 0)
-            rows.append(row)
-            if record.id in seen:
-                row.duplicate_id = True
+        for i, (record, row) in enumerate(zip(records, rows)):
+            row.duplicate_id = bool(duplicated[i])
+            if row.duplicate_id and strict:
+                first = next(k for k, r in enumerate(records) if r.id == record.id)
+                raise DataError(
+                    f"{record.where}: duplicate id (also record {first + 1}). "
+                    "Fix: make every id unique, or run without strict to keep both rows (flagged duplicate_id)."
+                )
+            outcome = DataError(record.error) if record.error else results[i]
+            if isinstance(outcome, DataError):
                 if strict:
-                    raise DataError(
-                        f"{record.where}: duplicate id (also record {seen[record.id] + 1}). "
-                        "Fix: make every id unique, or run without strict to keep both rows (flagged duplicate_id)."
-                    )
-            seen.setdefault(record.id, i)
-            try:
-                if record.error:
-                    raise DataError(record.error)
-                sequence, replaced = clean_sequence(record.sequence, record.where, self.iupac)
-            except DataError as exc:
-                if strict:
-                    raise
-                row.error = str(exc)
+                    raise outcome
+                row.error = str(outcome)
                 continue
-            row.sequence, row.length, row.iupac_replaced = sequence, len(sequence), replaced
+            sequence, row.iupac_replaced = outcome
+            row.sequence, row.length = sequence, len(sequence)
             row.n_fraction = sequence.count("N") / len(sequence)
             clean[i] = sequence
         return rows, clean
@@ -618,3 +645,32 @@ def gather_inputs(
     if csv:
         return read_csv_input(csv, sequence_column, id_column)
     return records_from_sequences(list(sequences or []), ids)
+
+
+def run_cli(args: Any) -> int:
+    """``python -m lingo_core predict``: see :func:`lingo_core.cli.build_parser` for the arguments."""
+    import sys
+
+    records = gather_inputs(
+        args.sequences or None, fasta=args.fasta, csv=args.csv, sequence_column=args.sequence_column, id_column=args.id_column
+    )
+    predictor = load_predictor(args.run_dir, args.device)
+    result = predictor.predict(
+        records,
+        aggregate=args.aggregate,
+        stride=args.stride,
+        window=args.window,
+        reverse_complement=args.reverse_complement,
+        strict=args.strict,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+    )
+    for error in result.errors:
+        print(f"not scored: {error}", file=sys.stderr)
+    if args.out:
+        print(result.save(args.out))
+    else:
+        result.to_frame().to_csv(sys.stdout, index=False)
+    scored = len(result) - len(result.errors)
+    print(f"scored {scored} of {len(result)} records with {predictor.trained.run.path.name} ({predictor.trained.source})", file=sys.stderr)
+    return 0

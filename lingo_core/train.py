@@ -268,6 +268,7 @@ class Trainer:
                 writer.write_data_report(report)
             n_train = len(prepared.splits["train"])
             self.total_step = total_steps(cfg, n_train, accelerator.num_processes)
+            writer.update_status(progress=self._progress(0))
             seed_everything(cfg.train.seed + 1)  # adapter initialisation, whatever ran before
             self.adapted = build_adapter(loaded, cfg.adapter, self.total_step, seed=cfg.train.seed)
             self._train(accelerator, started)
@@ -370,7 +371,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{running_loss:.4f}")
                 running_loss, micro = 0.0, 0
                 st["elapsed"] = time.time() - run_started
-                if self.is_main and (st["step"] % 5 == 0 or st["step"] == self.total_step):
+                if self.is_main and (st["step"] % 5 == 0 or st["step"] in (1, self.total_step)):
                     self.writer.update_status(progress=self._progress(st["step"]))
                 if st["step"] % eval_every == 0 or st["step"] == self.total_step:
                     stop = self._evaluate_dev(st)

@@ -83,3 +83,44 @@ def tiny_opt_dir(tmp_path_factory) -> Path:
     OPTForSequenceClassification(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture
+def dashboard_runs_dir(tmp_path, monkeypatch) -> Path:
+    """An empty runs folder for the dashboard (LINGO_RUNS_DIR) with the launch queue paused.
+
+    ``LINGO_MAX_PARALLEL=0``: runs launched from the app stay queued, so page tests never train.
+    """
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    monkeypatch.setenv("LINGO_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("LINGO_MAX_PARALLEL", "0")
+    return runs_dir
+
+
+# Steps of the session's demo run (quickstart config): the smallest count at which the demo task is
+# clearly learnt on 2 CPU cores (measured; see docs/inference.md).
+DEMO_RUN_STEPS = 250
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """The quickstart config (embedded MiniLM + ARS on the planted-motif demo task), trained briefly.
+
+    Set ``LINGO_TEST_DEMO_RUN=/path/to/run`` to reuse a finished run of that config instead of training.
+    """
+    reuse = os.environ.get("LINGO_TEST_DEMO_RUN")
+    if reuse:
+        return Path(reuse)
+    from lingo_core.config import load_config
+    from lingo_core.runs import load_run
+    from lingo_core.train import train
+
+    out = tmp_path_factory.mktemp("demo_run")
+    cfg = load_config(
+        PROJECT_ROOT / "configs" / "quickstart.yaml",
+        [f"train.max_steps={DEMO_RUN_STEPS}", f"output_dir={out}", "train.progress_bar=false", "data.max_eval=200"],
+    )
+    run_dir = train(cfg)
+    assert load_run(run_dir).state == "done", f"demo run failed: {load_run(run_dir).status.get('error')}"
+    return run_dir

@@ -1,0 +1,468 @@
+"""Chart data builders and plotly figures for the dashboard, as plain functions.
+
+Everything here takes the records of the run-directory read API (``Run.metrics()``,
+``Run.ranks()``, ``Run.report()``, ``Run.summary()``) and returns pandas frames or plotly figures;
+nothing imports Streamlit, so every builder is unit-tested on its own (tests/test_dashboard.py).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+DEV_METRICS = ("dev_mcc", "dev_auroc", "dev_auprc", "dev_f1", "dev_accuracy")
+STATE_ICONS = {  # Streamlit material icons (markdown); tables show the plain state
+    "queued": ":material/hourglass_empty:",
+    "running": ":material/directions_run:",
+    "done": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/block:",
+    "interrupted": ":material/warning:",
+    "unknown": ":material/help:",
+}
+KIND_COLOURS = {"prompt": "#cfe2ff", "special": "#e2e3e5"}
+SEQUENCE_COLOURS = ("#c7f0d2", "#fde2b8")  # alternate so token boundaries stay visible
+
+
+# -- the cubic budget schedule ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class BudgetSchedule:
+    """peft AdaLoRA's budget schedule: ``init_budget`` until ``tinit``, cubic decay, ``target_budget`` after."""
+
+    init_budget: int
+    target_budget: int
+    tinit: int
+    tfinal: int
+    total_step: int
+
+    def at(self, step: int) -> int:
+        """The total rank budget b(t) at ``step`` (same arithmetic as peft's ``budget_schedule``)."""
+        if step <= self.tinit:
+            return self.init_budget
+        if step > self.total_step - self.tfinal:
+            return self.target_budget
+        span = max(1, self.total_step - self.tfinal - self.tinit)
+        mul = 1 - (step - self.tinit) / span
+        return int((self.init_budget - self.target_budget) * (mul**3) + self.target_budget)
+
+
+def schedule_for_run(
+    config: Mapping[str, Any], ranks: Sequence[Mapping[str, Any]], total_step: Optional[int]
+) -> Optional[BudgetSchedule]:
+    """The schedule of a run from its config, its first ranks record (module count) and ``total_step``.
+
+    Returns None when the run has no budget (lora/head/full), no ranks yet, or no ``total_step``.
+    """
+    adapter = dict(config.get("adapter") or {})
+    if adapter.get("method") not in ("adalora", "ars") or not ranks or not total_step:
+        return None
+    n_modules = len(ranks[0].get("active") or {})
+    if not n_modules:
+        return None
+    from .adapters import resolve_schedule  # lazy: imports torch/peft
+    from .config import config_from_dict
+
+    try:
+        cfg = config_from_dict({"adapter": adapter}).adapter
+        tinit, tfinal = resolve_schedule(cfg, int(total_step))
+    except (ValueError, TypeError):  # ConfigError is a ValueError
+        return None
+    return BudgetSchedule(cfg.init_r * n_modules, cfg.target_r * n_modules, tinit, tfinal, int(total_step))
+
+
+def total_step_of(status: Mapping[str, Any], report: Optional[Mapping[str, Any]]) -> Optional[int]:
+    """``total_step`` from report.json, else from the live progress in status.json."""
+    if report and report.get("total_step"):
+        return int(report["total_step"])
+    progress = status.get("progress") or {}
+    return int(progress["total_step"]) if progress.get("total_step") else None
+
+
+# -- frames ----------------------------------------------------------------------------------------
+def loss_frame(metrics: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Training loss per optimizer step: columns ``step``, ``loss``."""
+    rows = [{"step": m["step"], "loss": m["loss"]} for m in metrics if "loss" in m and "step" in m]
+    return pd.DataFrame(rows, columns=["step", "loss"])
+
+
+def dev_frame(metrics: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Dev metrics in long form: columns ``step``, ``metric`` (mcc, auroc...), ``value``."""
+    rows = []
+    for m in metrics:
+        for key in (*DEV_METRICS, "dev_loss"):
+            value = m.get(key)
+            if value is not None and "step" in m and _finite(value):
+                rows.append({"step": m["step"], "metric": key.removeprefix("dev_"), "value": float(value)})
+    return pd.DataFrame(rows, columns=["step", "metric", "value"])
+
+
+def budget_frame(ranks: Sequence[Mapping[str, Any]], schedule: Optional[BudgetSchedule] = None) -> pd.DataFrame:
+    """Per allocation: ``step``, ``budget`` (recorded b(t)), ``active`` (sum of active ranks),
+    ``scheduled`` (the cubic schedule at that step, when known), ``pruned``, ``reintroduced``."""
+    rows = []
+    for r in ranks:
+        rows.append(
+            {
+                "step": r["step"],
+                "budget": r.get("budget"),
+                "active": int(sum((r.get("active") or {}).values())),
+                "scheduled": schedule.at(r["step"]) if schedule else None,
+                "pruned": sum(len(v) for v in (r.get("pruned") or {}).values()),
+                "reintroduced": sum(len(v) for v in (r.get("reintroduced") or {}).values()),
+            }
+        )
+    return pd.DataFrame(rows, columns=["step", "budget", "active", "scheduled", "pruned", "reintroduced"])
+
+
+def schedule_frame(schedule: BudgetSchedule) -> pd.DataFrame:
+    """b(t) at every step ``0..total_step``: columns ``step``, ``scheduled``."""
+    steps = np.arange(schedule.total_step + 1)
+    return pd.DataFrame({"step": steps, "scheduled": [schedule.at(int(s)) for s in steps]})
+
+
+def modules_of(ranks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Module names in recorded order (first appearance over all records)."""
+    seen: dict[str, None] = {}
+    for r in ranks:
+        for name in r.get("active") or {}:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def rank_heatmap_data(ranks: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[int], np.ndarray]:
+    """Modules, steps and a module x step matrix of active ranks (NaN where a module is unrecorded)."""
+    modules = modules_of(ranks)
+    steps = [int(r["step"]) for r in ranks]
+    z = np.full((len(modules), len(steps)), np.nan)
+    index = {m: i for i, m in enumerate(modules)}
+    for j, r in enumerate(ranks):
+        for name, value in (r.get("active") or {}).items():
+            z[index[name], j] = value
+    return modules, steps, z
+
+
+def lambda_frames(ranks: Sequence[Mapping[str, Any]], module: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """|lambda| trajectories of one module and its events.
+
+    Returns ``(values, events)``: ``values`` has ``step``, ``index`` (singular value number),
+    ``value`` (|lambda|); ``events`` has ``step``, ``index``, ``value``, ``kind`` in
+    ``pruned``/``reintroduced``/``sampled``. A pruned value is drawn at its last value before
+    pruning (peft zeroes it), so the marker sits where the line left off.
+    """
+    rows, events = [], []
+    previous: dict[int, float] = {}
+    for r in ranks:
+        step = int(r["step"])
+        values = (r.get("lambdas") or {}).get(module)
+        if values is None:
+            continue
+        for i, v in enumerate(values):
+            rows.append({"step": step, "index": i, "value": float(v)})
+        for kind in ("pruned", "reintroduced", "sampled"):
+            for i in (r.get(kind) or {}).get(module, []) or []:
+                if not 0 <= int(i) < len(values):
+                    continue
+                value = previous.get(int(i), values[int(i)]) if kind == "pruned" else values[int(i)]
+                events.append({"step": step, "index": int(i), "value": float(value), "kind": kind})
+        previous = {i: float(v) for i, v in enumerate(values)}
+    return (
+        pd.DataFrame(rows, columns=["step", "index", "value"]),
+        pd.DataFrame(events, columns=["step", "index", "value", "kind"]),
+    )
+
+
+_TYPE_PREFIXES = ("attention.self.", "self_attn.", "attn.", "mlp.")
+
+
+def split_module(name: str) -> tuple[Optional[int], str]:
+    """``"3.attention.self.query"`` -> ``(3, "query")``; ``"transformer.h.1.mlp.c_fc"`` -> ``(1, "c_fc")``.
+
+    The layer is the first all-digit component of the dotted name; the type is what follows,
+    without the usual attention/MLP container prefixes. Names without a layer keep ``None``.
+    """
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            rest = ".".join(parts[i + 1 :])
+            for prefix in _TYPE_PREFIXES:
+                if rest.startswith(prefix):
+                    rest = rest[len(prefix) :]
+                    break
+            return int(part), rest or name
+    return None, name
+
+
+def final_ranks(ranks: Sequence[Mapping[str, Any]], report: Optional[Mapping[str, Any]] = None) -> tuple[dict[str, int], str]:
+    """The final rank per module and where it comes from.
+
+    ``report.json``'s ``final_ranks`` (the dev-selected pattern) when the run finished, else the
+    latest allocation record (the run is still training); ``({}, "")`` when neither exists.
+    """
+    if report and report.get("final_ranks"):
+        return {k: int(v) for k, v in report["final_ranks"].items()}, "dev-selected checkpoint (report.json)"
+    if ranks:
+        last = ranks[-1]
+        return {k: int(v) for k, v in (last.get("active") or {}).items()}, f"latest allocation (step {last['step']})"
+    return {}, ""
+
+
+def rank_pattern_frame(pattern: Mapping[str, int]) -> pd.DataFrame:
+    """A layer x module-type table of ranks (rows: layers in order; columns: types in first-seen order)."""
+    cells: dict[tuple[Any, str], int] = {}
+    layers: dict[Any, None] = {}
+    types: dict[str, None] = {}
+    for name, rank in pattern.items():
+        layer, kind = split_module(name)
+        key = layer if layer is not None else "-"
+        layers.setdefault(key, None)
+        types.setdefault(kind, None)
+        cells[(key, kind)] = int(rank)
+    frame = pd.DataFrame(index=list(layers), columns=list(types), dtype=float)
+    for (layer, kind), rank in cells.items():
+        frame.loc[layer, kind] = rank
+    frame.index.name = "layer"
+    return frame
+
+
+def runs_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The Home page table: one row per run."""
+    rows = []
+    for s in summaries:
+        progress = s.get("progress") or {}
+        rows.append(
+            {
+                "run": s["id"],
+                "status": s.get("state") or "unknown",
+                "progress %": round(100 * progress["fraction"], 1) if progress.get("fraction") is not None else None,
+                "method": s.get("method"),
+                "task": s.get("task"),
+                "best dev MCC": _round(s.get("best_dev_mcc")),
+                "trainable %": _round(s.get("trainable_percent"), 3),
+            }
+        )
+    return pd.DataFrame(rows, columns=["run", "status", "progress %", "method", "task", "best dev MCC", "trainable %"])
+
+
+COMPARE_COLUMNS = ["run", "state", "method", "model", "task", "trainable %", "MCC", "AUROC", "AUPRC", "wall time (s)", "best dev MCC"]
+
+
+def compare_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The Compare page table: test metrics of the dev-selected checkpoints, cost, method and task."""
+    rows = []
+    for s in summaries:
+        rows.append(
+            {
+                "run": s["id"],
+                "state": s.get("state"),
+                "method": s.get("method"),
+                "model": s.get("model"),
+                "task": s.get("task"),
+                "trainable %": _round(s.get("trainable_percent"), 3),
+                "MCC": _round(s.get("test_mcc")),
+                "AUROC": _round(s.get("test_auroc")),
+                "AUPRC": _round(s.get("test_auprc")),
+                "wall time (s)": _round(s.get("wall_time_s"), 1),
+                "best dev MCC": _round(s.get("best_dev_mcc")),
+            }
+        )
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def short_run_labels(run_ids: Sequence[str]) -> dict[str, str]:
+    """Readable unique labels: ``20261125-153000-ars-demo_motifs-3f2a`` -> ``ars demo_motifs 3f2a``."""
+    labels = {}
+    for run_id in run_ids:
+        parts = run_id.split("-")
+        label = " ".join(parts[2:]) if len(parts) > 3 and parts[0].isdigit() else run_id
+        labels[run_id] = label
+    if len(set(labels.values())) < len(labels):
+        return {r: r for r in run_ids}
+    return labels
+
+
+# -- token preview ---------------------------------------------------------------------------------
+def token_preview_html(tokens: Sequence[str], kinds: Sequence[str], spans: Sequence[Optional[tuple[int, int]]], sequence: str) -> str:
+    """HTML of tokens coloured by kind (prompt / sequence / special), each sequence token with its
+    nucleotide span and letters. Every user-controlled string is HTML-escaped."""
+    boxes = []
+    n_seq = 0
+    for token, kind, span in zip(tokens, kinds, spans):
+        if kind == "sequence" and span is not None:
+            colour = SEQUENCE_COLOURS[n_seq % 2]
+            n_seq += 1
+            start, end = span
+            letters = sequence[start:end]
+            caption = f"{start + 1}–{end}" if end - start > 1 else f"{start + 1}"
+            title = f"token {token!r} covers nucleotides {start + 1}-{end}: {letters}"
+            inner = (
+                f"<code>{html.escape(token)}</code><br>"
+                f"<small style='color:#555'>{html.escape(caption)} · {html.escape(letters)}</small>"
+            )
+        else:
+            colour = KIND_COLOURS.get(kind, "#eeeeee")
+            title = f"{kind} token {token!r}"
+            inner = f"<code>{html.escape(token)}</code><br><small style='color:#555'>{html.escape(kind)}</small>"
+        boxes.append(
+            f"<span class='lingo-token lingo-{html.escape(kind)}' title=\"{html.escape(title, quote=True)}\" "
+            f"style='display:inline-block;margin:2px;padding:2px 5px;border-radius:4px;"
+            f"background:{colour};line-height:1.2;text-align:center'>{inner}</span>"
+        )
+    return "<div class='lingo-token-preview' style='line-height:2'>" + "".join(boxes) + "</div>"
+
+
+def token_summary(kinds: Sequence[str], spans: Sequence[Optional[tuple[int, int]]], sequence: str) -> dict[str, Any]:
+    """Counts for the preview caption: tokens by kind and nucleotides per sequence token."""
+    n_prompt = sum(k == "prompt" for k in kinds)
+    n_special = sum(k == "special" for k in kinds)
+    n_seq = sum(k == "sequence" for k in kinds)
+    covered = max((s[1] for s in spans if s is not None), default=0)
+    return {
+        "tokens": len(kinds),
+        "prompt": n_prompt,
+        "special": n_special,
+        "sequence": n_seq,
+        "nucleotides": len(sequence),
+        "covered": covered,
+        "nt_per_token": round(covered / n_seq, 2) if n_seq else None,
+    }
+
+
+# -- figures ---------------------------------------------------------------------------------------
+def _layout(fig: go.Figure, title: str, height: int = 320, **kwargs: Any) -> go.Figure:
+    layout: dict[str, Any] = {"margin": dict(l=50, r=20, t=50, b=40)}
+    layout.update(kwargs)
+    fig.update_layout(title=title, height=height, **layout)
+    return fig
+
+
+def loss_figure(frame: pd.DataFrame) -> go.Figure:
+    """Training loss against step."""
+    fig = go.Figure(go.Scatter(x=frame["step"], y=frame["loss"], mode="lines", name="train loss"))
+    return _layout(fig, "Training loss", height=380, xaxis_title="step", yaxis_title="loss", margin=dict(l=50, r=20, t=50, b=110))
+
+
+def dev_figure(frame: pd.DataFrame) -> go.Figure:
+    """Dev metrics against step (loss on its own axis)."""
+    fig = go.Figure()
+    for metric, part in frame.groupby("metric", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=part["step"], y=part["value"], mode="lines+markers", name=f"dev {metric}",
+                yaxis="y2" if metric == "loss" else "y",
+            )
+        )
+    return _layout(
+        fig, "Dev metrics", height=380, xaxis_title="step", yaxis_title="metric",
+        yaxis2=dict(title="dev loss", overlaying="y", side="right", showgrid=False),
+        legend=dict(orientation="h", yanchor="top", y=-0.3), margin=dict(l=50, r=20, t=50, b=110),
+    )
+
+
+def budget_figure(frame: pd.DataFrame, schedule: Optional[pd.DataFrame] = None) -> go.Figure:
+    """Total rank budget b(t) against its cubic schedule, with pruning/reintroduction counts as bars."""
+    fig = go.Figure()
+    if schedule is not None and len(schedule):
+        fig.add_trace(go.Scatter(x=schedule["step"], y=schedule["scheduled"], mode="lines", name="cubic schedule b(t)", line=dict(dash="dash", color="#888")))
+    if len(frame):
+        fig.add_trace(go.Scatter(x=frame["step"], y=frame["active"], mode="lines+markers", name="active ranks (sum)", line=dict(color="#1f77b4")))
+        fig.add_trace(go.Scatter(x=frame["step"], y=frame["budget"], mode="markers", name="recorded budget", marker=dict(symbol="x", color="#2ca02c")))
+        fig.add_trace(go.Bar(x=frame["step"], y=frame["pruned"], name="pruned", marker_color="#d62728", opacity=0.5, yaxis="y2"))
+        fig.add_trace(go.Bar(x=frame["step"], y=frame["reintroduced"], name="reintroduced", marker_color="#9467bd", opacity=0.7, yaxis="y2"))
+    return _layout(
+        fig, "Total rank budget b(t)", xaxis_title="step", yaxis_title="total rank",
+        yaxis2=dict(title="events", overlaying="y", side="right", showgrid=False, rangemode="tozero"),
+        barmode="group", legend=dict(orientation="h", yanchor="top", y=-0.3), margin=dict(l=50, r=20, t=50, b=90),
+    )
+
+
+def rank_heatmap_figure(modules: Sequence[str], steps: Sequence[int], z: np.ndarray) -> go.Figure:
+    """Module x step heat map of active ranks."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=[str(s) for s in steps], y=list(modules), colorscale="Viridis", zmin=0,
+            colorbar=dict(title="rank"), hovertemplate="module %{y}<br>step %{x}<br>rank %{z}<extra></extra>",
+        )
+    )
+    height = max(320, 16 * len(modules) + 120)
+    return _layout(
+        fig, "Active rank per module", height=height, xaxis_title="step", xaxis_type="category",
+        yaxis=dict(autorange="reversed", tickmode="array", tickvals=list(modules), tickfont=dict(size=10)),
+    )
+
+
+EVENT_STYLE = {
+    "pruned": dict(symbol="x", color="#d62728", size=9),
+    "reintroduced": dict(symbol="triangle-up", color="#2ca02c", size=10),
+    "sampled": dict(symbol="circle-open", color="#9467bd", size=11),
+}
+
+
+def lambda_figure(values: pd.DataFrame, events: pd.DataFrame, module: str) -> go.Figure:
+    """|lambda| trajectories of one module, one line per singular value, events as markers."""
+    fig = go.Figure()
+    for index, part in values.groupby("index"):
+        fig.add_trace(go.Scatter(x=part["step"], y=part["value"], mode="lines", name=f"λ{index}"))
+    for kind, style in EVENT_STYLE.items():
+        part = events[events["kind"] == kind] if len(events) else events
+        if len(part):
+            fig.add_trace(
+                go.Scatter(
+                    x=part["step"], y=part["value"], mode="markers", name=kind, marker=style,
+                    text=[f"λ{i}" for i in part["index"]], hovertemplate=f"{kind} %{{text}} at step %{{x}}<extra></extra>",
+                )
+            )
+    return _layout(fig, f"|λ| trajectories — {module}", height=360, xaxis_title="step", yaxis_title="|λ|")
+
+
+def rank_pattern_figure(frame: pd.DataFrame, title: str = "Final rank per layer", zmax: Optional[float] = None) -> go.Figure:
+    """Layer x module-type heat map of final ranks, values written in the cells."""
+    z = frame.to_numpy(dtype=float)
+    text = [["" if math.isnan(v) else str(int(v)) for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=list(frame.columns), y=[str(i) for i in frame.index], text=text, texttemplate="%{text}",
+            colorscale="Viridis", zmin=0, zmax=zmax, colorbar=dict(title="rank"),
+            hovertemplate="layer %{y}<br>%{x}<br>rank %{z}<extra></extra>",
+        )
+    )
+    return _layout(fig, title, height=max(260, 28 * len(frame) + 140), xaxis_title="module", yaxis_title="layer", yaxis=dict(autorange="reversed", type="category"))
+
+
+def compare_figure(table: pd.DataFrame, labels: Optional[Mapping[str, str]] = None) -> go.Figure:
+    """Grouped bars of test MCC / AUROC / AUPRC per run."""
+    labels = labels or {}
+    x = [labels.get(r, r) for r in table["run"]]
+    fig = go.Figure()
+    for metric in ("MCC", "AUROC", "AUPRC"):
+        fig.add_trace(go.Bar(x=x, y=table[metric], name=metric))
+    return _layout(fig, "Test metrics (dev-selected checkpoint)", barmode="group", yaxis_title="score", legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"))
+
+
+def cost_figure(table: pd.DataFrame, labels: Optional[Mapping[str, str]] = None) -> go.Figure:
+    """Test MCC against trainable-parameter share, one point per run."""
+    labels = labels or {}
+    done = table.dropna(subset=["trainable %", "MCC"])
+    fig = go.Figure(
+        go.Scatter(
+            x=done["trainable %"], y=done["MCC"], mode="markers+text", text=[labels.get(r, r) for r in done["run"]],
+            textposition="top center", marker=dict(size=12),
+        )
+    )
+    return _layout(fig, "MCC against trainable parameters", xaxis_title="trainable %", yaxis_title="test MCC", xaxis_type="log" if len(done) > 1 else None)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _round(value: Any, digits: int = 4) -> Optional[float]:
+    return round(float(value), digits) if _finite(value) else None

@@ -1,0 +1,182 @@
+"""Attribute: which nucleotides (and how much of the language prefix) drove a run's prediction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import streamlit as st
+
+from lingo_core.data import DataError
+from pages._common import (
+    MAX_PASTE_CHARS,
+    all_runs,
+    has_model,
+    load_task_cached,
+    model_stamp,
+    pick_run,
+    predictor_for,
+    sanitize_filename,
+    show_exception,
+)
+
+MAX_LENGTH = 2000  # nucleotides; ISM costs 3 x L forward passes
+METHOD_NAMES = {"both": "IG and ISM (with their correlation)", "ig": "Integrated gradients (IG)", "ism": "In-silico mutagenesis (ISM)"}
+EXAMPLE = "GCGTACCTATAAAAGCGTTACGACGGTACGATCGTTAGCATCGGGCCAATCGATCGTACGTTAGCAAGCTAGCTAGGCTAGCATCGACTGACTAGCTAGC"
+
+st.title("Attribute")
+runs = all_runs()
+run = pick_run("Trained run", runs, key="attr_run", accept=has_model)
+if run is None:
+    st.info("No run has a trained model yet. Finish a run first (the quickstart run on Home is the quickest).")
+    st.stop()
+
+report = run.report() or {}
+data_report = run.data_report() or {}
+label_names: list[str] = list(report.get("label_names") or data_report.get("label_names") or [])
+
+
+def test_sequences() -> Optional[Any]:
+    """The test split of the run's own task (cached), or None with a message when it cannot be loaded."""
+    data_cfg = run.config.get("data") or {}
+    try:
+        return load_task_cached(json.dumps(data_cfg, sort_keys=True)).test
+    except Exception as exc:  # noqa: BLE001 - data moved or missing
+        st.warning(f"The run's test set cannot be loaded ({exc}); paste a sequence instead.")
+        return None
+
+
+source = st.radio("Sequence", ["Paste a sequence", "From the run's test set"], key="attr_source", horizontal=True)
+sequence, seq_id, motifs = None, "sequence", None
+if source == "Paste a sequence":
+    text = st.text_area("One DNA sequence (raw or FASTA; the first record is used)", EXAMPLE, height=110, key="attr_text", max_chars=MAX_PASTE_CHARS)
+    if text and text.strip():
+        if text.lstrip().startswith(">"):
+            from lingo_core.predict import parse_fasta_records
+
+            try:
+                records = parse_fasta_records(text, "pasted text")
+            except DataError as exc:
+                st.error(str(exc))
+                records = []
+            if len(records) > 1:
+                st.caption(f"{len(records)} records pasted; attributing the first, '{records[0].id}'.")
+            if records:
+                sequence, seq_id = records[0].sequence, records[0].id
+        else:
+            sequence = "".join(text.split())
+else:
+    split = test_sequences()
+    if split is not None and len(split):
+        n = min(len(split), 500)
+
+        def describe(i: int) -> str:
+            label = split.labels[i]
+            if split.labels.ndim == 1 and 0 <= int(label) < len(label_names):
+                label = label_names[int(label)]
+            return f"{split.ids[i]} (label {label})"
+
+        index = st.selectbox("Test sequence", range(n), key="attr_test_index", format_func=describe)
+        sequence, seq_id = split.sequences[index], split.ids[index]
+        if split.motifs is not None:
+            motifs = split.motifs[index]
+            if motifs:
+                st.caption("Planted motifs: " + ", ".join(f"{name} at {start + 1}-{end}" for start, end, name in motifs))
+
+if sequence is not None:
+    from lingo_core.data import clean_sequence
+
+    try:
+        sequence, replaced = clean_sequence(sequence, f"sequence '{seq_id}'", (run.config.get("data") or {}).get("iupac", "n"))
+    except DataError as exc:
+        st.error(str(exc))
+        sequence = None
+    else:
+        if len(sequence) > MAX_LENGTH:
+            st.error(f"The sequence has {len(sequence):,} nt; the dashboard attributes up to {MAX_LENGTH:,} nt (ISM needs 3 forward passes per nucleotide). Use `python -m lingo_core attribute` for longer ones.")
+            sequence = None
+        elif replaced:
+            st.caption(f"{replaced} IUPAC ambiguity code(s) were read as N.")
+
+c1, c2, c3, c4 = st.columns(4)
+method = c1.radio("Method", list(METHOD_NAMES), key="attr_method", format_func=METHOD_NAMES.get)
+target_options = ["predicted class"] + label_names
+target_choice = c2.selectbox("Explain the class", target_options, key="attr_target")
+n_steps = c3.slider("IG steps", 8, 200, 32, 8, key="attr_steps", disabled=method == "ism")
+baseline = c4.radio("IG baseline", ["pad", "N"], key="attr_baseline", disabled=method == "ism", help="pad: sequence tokens replaced by padding; N: by an all-N sequence")
+include_prompt = c4.checkbox("Measure the prompt's share", True, key="attr_prompt", disabled=method == "ism", help="The prefix tokens are also replaced in the IG baseline, so their contribution is measured")
+
+clicked = st.button("Attribute", type="primary", key="attr_go", disabled=sequence is None)
+settings = {"run": run.id, "stamp": model_stamp(run), "seq": hashlib.sha1((sequence or "").encode()).hexdigest(), "method": method, "target": target_choice, "n_steps": n_steps, "baseline": baseline, "prompt": include_prompt}
+if clicked and sequence is not None:
+    from lingo_core.attribution import AttributionError, attribute
+
+    target = None if target_choice == "predicted class" else target_choice
+    try:
+        with st.status("Attributing…", expanded=True) as status:
+            st.write("Loading the trained model…")
+            predictor = predictor_for(str(run.path), model_stamp(run))
+            result = None
+            if method in ("ig", "both"):
+                st.write(f"Integrated gradients ({n_steps} steps)…")
+                result = attribute(predictor, sequence, "ig", target, id=seq_id, baseline=baseline, include_prompt=include_prompt, n_steps=n_steps)
+            if method in ("ism", "both"):
+                st.write(f"In-silico mutagenesis ({3 * len(sequence):,} mutants)…")
+                ism = attribute(predictor, sequence, "ism", result.target if result is not None else target, id=seq_id)
+                if result is None:
+                    result = ism
+                else:
+                    result.ism = ism.ism
+                    result.settings["method"] = "both"
+            status.update(label="Done", state="complete", expanded=False)
+        st.session_state["attr_result"] = (settings, result, motifs)
+    except (AttributionError, DataError, ValueError) as exc:
+        show_exception("Attribution failed", exc)
+    except Exception as exc:  # noqa: BLE001 - keep the page alive whatever the model does
+        show_exception("Attribution failed unexpectedly", exc)
+
+stored = st.session_state.get("attr_result")
+if stored and stored[0]["run"] == run.id:
+    from lingo_core import plots_attribution as plots
+
+    _, result, stored_motifs = stored
+    if stored[0] != settings:
+        st.caption("Showing the last result; the settings or sequence changed since (press Attribute to update).")
+    probs = ", ".join(f"{name} {p:.3f}" for name, p in zip(result.label_names, result.probabilities))
+    st.markdown(f"**{result.id}** ({len(result.sequence)} nt): P = {probs}; explaining **{result.target_name}** (log-odds).")
+    cols = st.columns(4)
+    corr = result.correlation()
+    if result.ig is not None:
+        cols[0].metric("Prompt share of |IG|", f"{result.ig.prompt_share:.1%}", help="Share of the absolute attribution carried by the language prefix tokens")
+        cols[1].metric("IG convergence delta", f"{result.ig.delta:+.3g}", help="Sum of attributions minus the score difference to the baseline; near 0 is good")
+    if corr["pearson"] is not None:
+        cols[2].metric("IG vs ISM Pearson r", f"{corr['pearson']:.2f}")
+        cols[3].metric("IG vs ISM Spearman ρ", f"{corr['spearman']:.2f}")
+    st.plotly_chart(plots.attribution_heatmap_figure(result), key="attr_heatmap")
+    st.plotly_chart(plots.attribution_track_figure(result, motifs=stored_motifs), key="attr_track")
+    with st.expander("Sequence logo", expanded=True):
+        try:
+            import matplotlib.pyplot as plt
+
+            fig = plots.logo_figure(result)
+            st.pyplot(fig, clear_figure=True)
+            plt.close(fig)
+        except Exception as exc:  # noqa: BLE001 - logomaker missing or odd input
+            st.caption(f"No logo: {exc}")
+    if result.ig is not None and result.ig.include_prompt:
+        st.plotly_chart(plots.prompt_contribution_figure(result.ig), key="attr_prompt_chart")
+    if result.ism is not None:
+        st.plotly_chart(plots.ism_heatmap_figure(result.ism), key="attr_ism")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        npz_path = Path(result.to_npz(Path(tmp) / "attribution.npz"))
+        npz = npz_path.read_bytes()
+    buffer = io.StringIO()
+    result.to_frame().to_csv(buffer, index=False)
+    c1, c2 = st.columns(2)
+    c1.download_button("Download npz (TF-MoDISco style arrays)", npz, f"lingo_attribution_{sanitize_filename(result.id)}.npz", "application/octet-stream", key="attr_npz")
+    c2.download_button("Download CSV (one row per nucleotide)", buffer.getvalue().encode(), f"lingo_attribution_{sanitize_filename(result.id)}.csv", "text/csv", key="attr_csv")

@@ -1,0 +1,410 @@
+"""Train: data, model, language prefix (with a live token preview), method and budget, launch.
+
+Launching writes a run directory (state ``queued``) and returns at once; the training itself runs
+in a separate, detached process (``lingo_core.launcher``), so this page never blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import string
+from typing import Any, Optional
+
+import streamlit as st
+
+from lingo_core import launcher
+from lingo_core.config import ConfigError, LingoConfig, config_from_dict, load_config
+from lingo_core.dashboard import (
+    BudgetSchedule,
+    budget_figure,
+    budget_frame,
+    schedule_frame,
+    token_preview_html,
+    token_summary,
+)
+from pages._common import (
+    RUN_NAME,
+    UPLOAD_LIMIT_MB,
+    base_model,
+    load_task_cached,
+    parameter_counts,
+    run_label,
+    save_upload,
+    show_exception,
+    upload_too_big,
+)
+
+QUICKSTART = launcher.PROJECT_ROOT / "configs" / "quickstart.yaml"
+METHOD_HELP = {
+    "lora": "LoRA: a fixed rank r in every targeted layer",
+    "adalora": "AdaLoRA: SVD adapters, rank budget shrinks on a cubic schedule (top-b by importance)",
+    "ars": "ARS: AdaLoRA's schedule, with pruned singular values sampled back in",
+    "head": "Head only: train the classification head (baseline)",
+    "full": "Full fine-tuning (baseline; slow on CPU)",
+}
+TEMPLATE_FIELDS = {"domain", "species", "task", "sequence"}
+OTHER_MODEL = "Other: Hugging Face id or local folder"
+PREVIEW_CHARS = 150
+
+
+@st.cache_data(show_spinner=False)
+def defaults() -> dict[str, Any]:
+    """The quickstart config as a dict: the page's initial settings."""
+    try:
+        return load_config(QUICKSTART).to_dict()
+    except ConfigError:
+        return LingoConfig().to_dict()
+
+
+def template_problem(template: str) -> Optional[str]:
+    """Why a custom prefix template is unusable, or None. Only plain ``{field}`` names are allowed."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"the template is not valid: {exc} (write literal braces as {{{{ and }}}})"
+    names = [name for _, name, spec, conv in parsed if name is not None]
+    for _, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conv:
+            return f"unknown field {{{name}}} in the template; use only {{domain}}, {{species}}, {{task}} and {{sequence}}"
+    if names.count("sequence") != 1:
+        return "the template must contain {sequence} exactly once"
+    return None
+
+
+D = defaults()
+st.title("Train a model")
+problems: list[str] = []
+
+# -- 1. data --------------------------------------------------------------------------------------------
+st.header("1 · Data")
+source = st.radio("Data source", ["Benchmark or demo task", "Upload a CSV or FASTA file"], key="train_source", horizontal=True)
+data: dict[str, Any] = {}
+if source == "Benchmark or demo task":
+    from lingo_core.data import list_benchmarks
+
+    rows = list_benchmarks()
+    available = [r for r in rows if r["available"]]
+    by_name = {r["name"]: r for r in available}
+    name = st.selectbox("Task", list(by_name), key="train_task")
+    if name:
+        st.caption(by_name[name]["description"] + f"  \nSplits: {by_name[name]['splits']}.")
+        data = {"task": name}
+    missing = [r for r in rows if not r["available"]]
+    if missing:
+        with st.expander(f"{len(missing)} benchmark(s) not found under the data root"):
+            st.markdown(
+                "Set `LINGO_DATA_DIR` to the folder that holds `gue/` (and `nt_yeast_histone_test/`) "
+                "and restart the app. GUE: see the DNABERT-2 repository README for the download."
+            )
+            st.dataframe([{"name": r["name"], "expected at": r["path"]} for r in missing], hide_index=True)
+else:
+    uploaded = st.file_uploader(
+        f"CSV/TSV with a sequence and a label column, or FASTA with headers `>id|label` (up to {UPLOAD_LIMIT_MB} MB)",
+        type=["csv", "tsv", "fa", "fasta", "fna"],
+        key="train_upload",
+        max_upload_size=UPLOAD_LIMIT_MB,
+    )
+    c1, c2 = st.columns(2)
+    sequence_column = c1.text_input("Sequence column (CSV)", "sequence", key="train_seq_col").strip() or "sequence"
+    label_text = c2.text_input("Label column(s), comma-separated (CSV; several = multi-label)", "label", key="train_label_cols")
+    label_columns = [c.strip() for c in label_text.split(",") if c.strip()] or ["label"]
+    st.caption("A single file is split into train/dev/test (80/10/10, stratified). Labels are integers 0, 1, ….")
+    if uploaded is None:
+        st.info("Upload a file to continue, or pick a benchmark.")
+        problems.append("no data file uploaded")
+    elif (too_big := upload_too_big(uploaded.size)) is not None:
+        st.error(too_big)
+        problems.append("upload too large")
+    else:
+        path = save_upload(uploaded.getvalue(), uploaded.name)
+        data = {"task": str(path), "sequence_column": sequence_column, "label_columns": label_columns}
+
+c1, c2 = st.columns(2)
+max_train = c1.number_input("Max training sequences (0 = all; stratified subsample)", 0, 10_000_000, int(D["data"]["max_train"] or 0), step=100, key="train_max_train")
+max_eval = c2.number_input("Max dev/test sequences each (0 = all)", 0, 10_000_000, int(D["data"]["max_eval"] or 0), step=100, key="train_max_eval")
+task = None
+if data:
+    data.update({"max_train": int(max_train) or None, "max_eval": int(max_eval) or None})
+    try:
+        task = load_task_cached(json.dumps(data, sort_keys=True))
+    except Exception as exc:  # noqa: BLE001 - any bad file must give a message, not a crash
+        name = getattr(uploaded, "name", data["task"]) if source != "Benchmark or demo task" else data["task"]
+        st.error(f"**{name}** cannot be used: {exc}")
+        problems.append("the data does not load")
+if task is not None:
+    counts = task.report["counts"]
+    sizes = " / ".join(f"{counts[s]['total']:,}" for s in ("train", "dev", "test"))
+    st.success(f"**{task.name if len(task.name) < 60 else data['task'].rsplit('/', 1)[-1]}**: train/dev/test = {sizes}; labels: {', '.join(task.label_names)}" + (" (multi-label)" if task.multi_label else ""))
+    with st.expander("What the loader did (data report)"):
+        st.json(task.report, expanded=False)
+
+# -- 2. model and language prefix ------------------------------------------------------------------------
+st.header("2 · Model and language prefix")
+from lingo_core.models import list_models  # noqa: E402
+
+models = list_models()
+model_options = [m["name"] for m in models if m["available"]] + [OTHER_MODEL]
+c1, c2 = st.columns([1, 2])
+model_choice = c1.selectbox("Model", model_options, key="train_model")
+model_name = model_choice
+if model_choice == OTHER_MODEL:
+    model_name = c1.text_input("Hugging Face id or local folder", "", key="train_model_other", placeholder="facebook/opt-125m").strip()
+    if not model_name:
+        problems.append("no model given")
+    c2.caption(
+        "Any Hugging Face model id (downloaded on first use, needs internet) or a local folder. "
+        "Custom model code is never run from the dashboard (trust_remote_code stays off)."
+    )
+else:
+    info = next(m for m in models if m["name"] == model_choice)
+    c2.caption(str(info["description"]))
+not_installed = [m for m in models if not m["available"] and not m["install"].startswith("downloads")]
+if not_installed:
+    c2.caption("Not installed: " + "; ".join(f"{m['name']} (`{m['install']}`)" for m in not_installed))
+
+c1, c2, c3 = st.columns(3)
+prefix_choice = c1.selectbox("Language prefix", ["paper", "rich", "none", "custom"], key="train_prefix", help="paper: Domain / Sequence / Annotation; rich adds species and task; none: the bare sequence")
+sequence_mode = c2.radio("Sequence tokens", ["native", "nucleotide", "kmer"], key="train_seq_mode", horizontal=True, help="native: the model's own tokenizer; nucleotide: one new token per base; kmer: space-separated k-mers")
+k = int(c3.number_input("k (k-mer length)", 1, 12, 6, key="train_k", disabled=sequence_mode != "kmer"))
+from lingo_core.encoding import PREFIX_TEMPLATES, EncodingError, SequenceEncoder  # noqa: E402
+
+prefix = prefix_choice
+if prefix_choice == "custom":
+    prefix = st.text_area("Prefix template", PREFIX_TEMPLATES["rich"], key="train_template", help="Fields: {domain}, {species}, {task}, {sequence} (exactly once)")
+    problem = template_problem(prefix)
+    if problem:
+        st.error(f"Prefix template: {problem}.")
+        problems.append("invalid prefix template")
+else:
+    st.code(PREFIX_TEMPLATES[prefix_choice], language=None)
+c1, c2, c3 = st.columns(3)
+domain = c1.text_input("Domain (blank: the task's own)", "", key="train_domain", placeholder=getattr(task, "domain", "") or "")
+species = c2.text_input("Species (rich/custom prefixes)", "", key="train_species", placeholder=(getattr(task, "species", None) or "unknown"))
+task_description = c3.text_input("Task description (rich/custom)", "", key="train_task_desc", placeholder="the task's own description")
+max_length = int(st.number_input("Max tokens per sequence (the sequence part is truncated, never the prompt)", 16, 8192, int(D["encoding"]["max_length"]), step=16, key="train_max_length"))
+encoding = {
+    "prefix": prefix,
+    "domain": domain.strip() or None,
+    "species": species.strip() or None,
+    "task_description": task_description.strip() or None,
+    "sequence": sequence_mode,
+    "k": k,
+    "max_length": max_length,
+}
+
+# live token preview
+st.subheader("Token preview")
+num_labels = task.num_labels if task is not None else 2
+multi_label = bool(task.multi_label) if task is not None else False
+auto_load = model_name == "minilm-l6"
+load_ok = auto_load or (bool(model_name) and st.checkbox(f"Load {model_name or 'the model'} for the preview and the parameter count", key="train_load_model"))
+sample_default = task.train.sequences[0][:PREVIEW_CHARS] if task is not None else "TATAAAAGGCCAATCGCGTACGTTAGC"
+if st.session_state.get("train_sample_for") != (task.name if task is not None else None):
+    st.session_state["train_sample"] = sample_default
+    st.session_state["train_sample_for"] = task.name if task is not None else None
+sample = st.text_input("Sample sequence (the first training sequence; edit it freely)", key="train_sample", max_chars=2000)
+loaded = None
+if load_ok and model_name:
+    try:
+        loaded = base_model(model_name, sequence_mode, num_labels, multi_label)
+    except Exception as exc:  # noqa: BLE001 - unknown ids, missing packages, no network
+        show_exception(f"Could not load model '{model_name}'", exc)
+        problems.append("the model does not load")
+if loaded is not None and "invalid prefix template" not in problems:
+    from lingo_core.config import EncodingConfig
+    from lingo_core.data import DataError, clean_sequence
+
+    try:
+        clean, _ = clean_sequence(sample, "sample sequence")
+        encoder = SequenceEncoder(
+            loaded.tokenizer,
+            EncodingConfig(**encoding),
+            domain=getattr(task, "domain", "DNA") or "DNA",
+            species=getattr(task, "species", None),
+            task=getattr(task, "description", None),
+        )
+        encoded = encoder.encode_with_spans(clean)
+        text, _, _ = encoder.render(clean)
+    except (DataError, EncodingError, ValueError) as exc:
+        st.error(f"Preview: {exc}")
+    else:
+        st.caption("The text the model reads:")
+        st.code(text, language=None)
+        summary = token_summary(encoded.kinds, encoded.spans, clean)
+        st.html(token_preview_html(encoded.tokens, encoded.kinds, encoded.spans, clean))
+        st.caption(
+            f"{summary['tokens']} tokens: {summary['prompt']} prompt (blue), {summary['sequence']} sequence "
+            f"(green/orange, with the nucleotides each covers), {summary['special']} special (grey); "
+            f"{summary['nt_per_token'] or '–'} nt per sequence token."
+            + (f" Truncated at nucleotide {encoded.truncated_at + 1} by max tokens {max_length}." if encoded.truncated_at is not None else "")
+        )
+elif not load_ok:
+    st.info("Tick the box above to load the model for the token preview and the parameter count.")
+
+# -- 3. method and budget -----------------------------------------------------------------------------------
+st.header("3 · Method and rank budget")
+A = D["adapter"]
+method = st.radio("Method", list(METHOD_HELP), index=list(METHOD_HELP).index(A["method"]), key="train_method", horizontal=True, format_func=str.upper)
+st.caption(METHOD_HELP[method])
+adapter: dict[str, Any] = {"method": method}
+if method == "lora":
+    c1, c2, c3 = st.columns(3)
+    adapter["r"] = int(c1.number_input("Rank r", 1, 256, int(A["r"]), key="train_r"))
+    adapter["lora_alpha"] = int(c2.number_input("alpha", 1, 1024, int(A["lora_alpha"]), key="train_alpha"))
+    adapter["lora_dropout"] = float(c3.number_input("dropout", 0.0, 0.9, float(A["lora_dropout"]), step=0.01, key="train_dropout"))
+elif method in ("adalora", "ars"):
+    c1, c2, c3 = st.columns(3)
+    adapter["init_r"] = int(c1.number_input("Initial rank per module", 1, 256, int(A["init_r"]), key="train_init_r"))
+    adapter["target_r"] = int(c2.number_input("Target rank per module (average)", 1, 256, int(A["target_r"]), key="train_target_r"))
+    adapter["deltaT"] = int(c3.number_input("deltaT (steps between allocations)", 1, 10_000, int(A["deltaT"]), key="train_deltaT"))
+    c1, c2, c3 = st.columns(3)
+    adapter["tinit"] = c1.number_input("tinit (steps, or a fraction < 1 of all steps)", 0.0, 1e7, float(A["tinit"]), step=0.05, key="train_tinit", help="Warm-up with the full budget")
+    adapter["tfinal"] = c2.number_input("tfinal (steps, or a fraction < 1)", 0.0, 1e7, float(A["tfinal"]), step=0.05, key="train_tfinal", help="Final fine-tuning at the target budget")
+    adapter["orth_reg_weight"] = float(c3.number_input("Orthogonality weight", 0.0, 10.0, float(A["orth_reg_weight"]), step=0.1, key="train_orth"))
+    with st.expander("More AdaLoRA settings"):
+        c1, c2, c3, c4 = st.columns(4)
+        adapter["beta1"] = float(c1.number_input("beta1 (importance EMA)", 0.01, 0.999, float(A["beta1"]), key="train_beta1"))
+        adapter["beta2"] = float(c2.number_input("beta2 (uncertainty EMA)", 0.01, 0.999, float(A["beta2"]), key="train_beta2"))
+        adapter["lora_alpha"] = int(c3.number_input("alpha", 1, 1024, int(A["lora_alpha"]), key="train_alpha_ada"))
+        adapter["lora_dropout"] = float(c4.number_input("dropout", 0.0, 0.9, float(A["lora_dropout"]), step=0.01, key="train_dropout_ada"))
+    for key in ("tinit", "tfinal"):
+        value = float(adapter[key])
+        adapter[key] = value if 0 < value < 1 else int(round(value))
+    if method == "ars":
+        c1, c2, c3 = st.columns(3)
+        adapter["reintroduce_rate"] = float(c1.slider("Reintroduction rate rho", 0.0, 0.9, float(A["reintroduce_rate"]), 0.01, key="train_rho", help="Share of the budget filled by sampling outside the top-b"))
+        uniform = c2.checkbox("Uniform sampling", A["temperature"] == "uniform", key="train_uniform")
+        temperature = c2.number_input("Temperature tau", 0.01, 100.0, 1.0 if A["temperature"] == "uniform" else float(A["temperature"]), step=0.1, key="train_tau", disabled=uniform)
+        adapter["temperature"] = "uniform" if uniform else float(temperature)
+        adapter["reintroduce"] = c3.radio("Reintroduced value", ["restore", "regrow"], index=["restore", "regrow"].index(A["reintroduce"]), key="train_reintroduce", horizontal=True)
+        c1, c2 = st.columns(2)
+        adapter["rho_decay"] = c1.checkbox("rho decays to 0 over the schedule", bool(A["rho_decay"]), key="train_rho_decay")
+        adapter["mode"] = c2.radio("Mode", ["sampling", "paper"], index=["sampling", "paper"].index(A["mode"]), key="train_mode", horizontal=True, help="paper: the published code's coin-flip pruning, for comparison")
+
+# -- 4. training --------------------------------------------------------------------------------------------
+st.header("4 · Training")
+T = D["train"]
+c1, c2, c3, c4 = st.columns(4)
+epochs = float(c1.number_input("Epochs", 0.01, 1000.0, float(T["epochs"]), step=0.5, key="train_epochs"))
+batch_size = int(c2.number_input("Batch size", 1, 4096, int(T["batch_size"]), key="train_batch"))
+lr = float(c3.number_input("Learning rate", 1e-7, 1.0, float(T["lr"]), step=1e-4, format="%.6f", key="train_lr"))
+seed = int(c4.number_input("Seed", 0, 2**31 - 1, int(T["seed"]), key="train_seed"))
+c1, c2, c3, c4 = st.columns(4)
+max_steps = int(c1.number_input("Max optimizer steps (0 = no cap)", 0, 10_000_000, int(T["max_steps"] or 0), key="train_max_steps"))
+eval_every = int(c2.number_input("Evaluate dev every N steps (0 = 4 per epoch)", 0, 10_000_000, int(T["eval_every"] or 0), key="train_eval_every"))
+patience = int(c3.number_input("Early stopping patience (0 = off)", 0, 1000, int(T["early_stopping_patience"] or 0), key="train_patience"))
+device = c4.selectbox("Device", ["auto", "cpu", "cuda"], key="train_device")
+train = {
+    "epochs": epochs,
+    "batch_size": batch_size,
+    "lr": lr,
+    "seed": seed,
+    "max_steps": max_steps or None,
+    "eval_every": eval_every or None,
+    "early_stopping_patience": patience or None,
+    "warmup_ratio": T["warmup_ratio"],
+    "weight_decay": T["weight_decay"],
+    "progress_bar": False,
+}
+
+# -- 5. review and launch -------------------------------------------------------------------------------------
+st.header("5 · Review and launch")
+run_name = st.text_input("Run name (optional; letters, digits, _ . -)", "", key="train_run_name").strip()
+if run_name and not RUN_NAME.match(run_name):
+    st.error("Run name: use 1-80 letters, digits, '_', '.' or '-', starting with a letter or digit.")
+    problems.append("invalid run name")
+cfg: Optional[LingoConfig] = None
+if data:
+    try:
+        cfg = config_from_dict(
+            {
+                "data": {k: v for k, v in data.items()},
+                "encoding": encoding,
+                "model": {"name": model_name or "minilm-l6", "device": device},
+                "adapter": adapter,
+                "train": train,
+                "run_name": run_name or None,
+            }
+        )
+    except ConfigError as exc:
+        st.error(f"Settings: {exc}")
+        problems.append("invalid settings")
+
+total_step = None
+if cfg is not None and task is not None:
+    from lingo_core.train import total_steps
+
+    total_step = total_steps(cfg, len(task.train), 1)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Optimizer steps", f"{total_step:,}", help="epochs x steps per epoch, capped by max steps")
+    schedule = None
+    if method in ("adalora", "ars"):
+        from lingo_core.adapters import resolve_schedule
+
+        try:
+            tinit, tfinal = resolve_schedule(cfg.adapter, total_step)
+        except ValueError as exc:
+            st.error(f"Budget schedule: {exc}")
+            problems.append("empty budget schedule")
+        else:
+            c3.metric("Schedule", f"tinit {tinit} · tfinal {tfinal}", help="steps at full budget, then at the target budget")
+    counts = None
+    if loaded is not None and "empty budget schedule" not in problems:
+        try:
+            counts = parameter_counts(model_name, sequence_mode, num_labels, multi_label, json.dumps(dataclasses.asdict(cfg.adapter), sort_keys=True), max(total_step, 2))
+        except Exception as exc:  # noqa: BLE001 - e.g. target modules that do not exist in a custom model
+            show_exception("Could not apply the method to this model", exc)
+            problems.append("the method does not apply")
+    if counts is not None:
+        c2.metric("Trainable parameters", f"{counts['trainable']:,}", f"{counts['percent']:.3f}% of {counts['total']:,}", delta_color="off", delta_arrow="off")
+        if method in ("adalora", "ars") and counts.get("modules") and "empty budget schedule" not in problems:
+            plan = BudgetSchedule(cfg.adapter.init_r * counts["modules"], cfg.adapter.target_r * counts["modules"], tinit, tfinal, total_step)
+            fig = budget_figure(budget_frame([]), schedule_frame(plan))
+            fig.update_layout(title=f"Planned total rank budget b(t) over {counts['modules']} adapted modules", height=260)
+            st.plotly_chart(fig, key="train_schedule_chart")
+    with st.expander("The config that will be written (config.yaml)"):
+        from lingo_core.config import save_config
+
+        st.code(save_config(cfg), language="yaml")
+
+launch = st.button("Launch", type="primary", key="train_launch", disabled=bool(problems) or cfg is None)
+if problems:
+    st.caption("Fix first: " + "; ".join(dict.fromkeys(problems)) + ".")
+if launch and cfg is not None:
+    try:
+        path = launcher.launch(cfg)
+    except (ConfigError, FileExistsError, OSError, ValueError) as exc:
+        show_exception("Could not launch", exc)
+    else:
+        st.session_state["selected_run"] = path.name
+        st.session_state["train_last_launch"] = path.name
+if st.session_state.get("train_last_launch"):
+    last = st.session_state["train_last_launch"]
+    st.success(f"Launched **{last}**: it trains in its own process (the queue starts it when a slot is free).")
+    st.page_link("pages/runs.py", label="Watch it on the Runs page", icon=":material/monitoring:", query_params={"run": last})
+
+
+# -- the queue ---------------------------------------------------------------------------------------------
+@st.fragment(run_every=3)
+def active_panel() -> None:
+    """Queued and running runs, with cancel buttons (refreshes itself)."""
+    active = launcher.active_runs()
+    st.subheader(f"Queued and running ({len(active)})")
+    if not active:
+        st.caption(f"Nothing is training. At most {launcher.max_parallel()} run(s) train at once (LINGO_MAX_PARALLEL).")
+        return
+    waiting = {r.id: i + 1 for i, r in enumerate(launcher.queue())}
+    for run in active:
+        c1, c2 = st.columns([5, 1])
+        progress = run.status.get("progress") or {}
+        where = f"queue position {waiting[run.id]}" if run.id in waiting else (f"step {progress.get('step')}/{progress.get('total_step')}" if progress else "starting")
+        c1.write(f"{run_label(run)} · {run.state} — {where}")
+        if c2.button("Cancel", key=f"cancel_{run.id}"):
+            state = launcher.cancel(run.path)
+            st.toast(f"{run.id}: {'cancelled' if state == 'cancelled' else 'cancel requested; it stops after the current step'}")
+
+
+active_panel()

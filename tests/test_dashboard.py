@@ -1,0 +1,237 @@
+"""Chart data builders and figures of the dashboard (lingo_core.dashboard), on synthetic records."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from lingo_core import dashboard as dash
+
+MODULES = ["0.attention.self.query", "0.output.dense", "1.attention.self.query"]
+
+
+def ranks_records() -> list[dict]:
+    """Three allocations over three modules of init rank 4: prune, then reintroduce."""
+    return [
+        {
+            "step": 4, "budget": 10,
+            "active": {MODULES[0]: 4, MODULES[1]: 3, MODULES[2]: 3},
+            "lambdas": {MODULES[0]: [0.5, 0.4, 0.3, 0.2], MODULES[1]: [0.6, 0.1, 0.0, 0.3], MODULES[2]: [0.2, 0.2, 0.0, 0.1]},
+            "pruned": {MODULES[0]: [], MODULES[1]: [2], MODULES[2]: [2]},
+            "reintroduced": {MODULES[0]: [], MODULES[1]: [], MODULES[2]: []},
+            "rho": 0.1, "sampled": {MODULES[0]: [3]},
+        },
+        {
+            "step": 6, "budget": 8,
+            "active": {MODULES[0]: 3, MODULES[1]: 3, MODULES[2]: 2},
+            "lambdas": {MODULES[0]: [0.5, 0.4, 0.3, 0.0], MODULES[1]: [0.6, 0.1, 0.25, 0.0], MODULES[2]: [0.2, 0.0, 0.0, 0.1]},
+            "pruned": {MODULES[0]: [3], MODULES[1]: [3], MODULES[2]: [1]},
+            "reintroduced": {MODULES[0]: [], MODULES[1]: [2], MODULES[2]: []},
+            "rho": 0.05, "sampled": {MODULES[1]: [2, 99]},
+        },
+        {
+            "step": 8, "budget": 6,
+            "active": {MODULES[0]: 2, MODULES[1]: 2, MODULES[2]: 2},
+            "lambdas": {MODULES[0]: [0.5, 0.4, 0.0, 0.0], MODULES[1]: [0.6, 0.0, 0.25, 0.0], MODULES[2]: [0.2, 0.0, 0.0, 0.1]},
+            "pruned": {MODULES[0]: [2], MODULES[1]: [1], MODULES[2]: []},
+            "reintroduced": {MODULES[0]: [], MODULES[1]: [], MODULES[2]: []},
+            "rho": 0.0, "sampled": {},
+        },
+    ]
+
+
+CONFIG = {"adapter": {"method": "ars", "init_r": 4, "target_r": 2, "tinit": 0.2, "tfinal": 0.2, "deltaT": 2}}
+
+
+# -- schedule ----------------------------------------------------------------------------------------------
+def test_budget_schedule_matches_peft_budget_schedule():
+    from peft.tuners.adalora import RankAllocator
+
+    schedule = dash.BudgetSchedule(init_budget=240, target_budget=120, tinit=30, tfinal=60, total_step=300)
+    fake = SimpleNamespace(
+        peft_config=SimpleNamespace(tinit=30, tfinal=60, total_step=300, deltaT=10), init_bgt=240, target_bgt=120
+    )
+    for step in range(0, 301):
+        assert schedule.at(step) == RankAllocator.budget_schedule(fake, step)[0], step
+
+
+def test_schedule_for_run_resolves_fractions_and_module_count():
+    schedule = dash.schedule_for_run(CONFIG, ranks_records(), total_step=20)
+    assert schedule == dash.BudgetSchedule(init_budget=12, target_budget=6, tinit=4, tfinal=4, total_step=20)
+    assert schedule.at(0) == 12 and schedule.at(20) == 6
+    steps = dash.schedule_frame(schedule)
+    assert list(steps["step"]) == list(range(21)) and steps["scheduled"].is_monotonic_decreasing
+
+
+@pytest.mark.parametrize(
+    "config, ranks, total",
+    [
+        ({"adapter": {"method": "lora"}}, ranks_records(), 20),  # no budget
+        (CONFIG, [], 20),  # no allocation yet
+        (CONFIG, ranks_records(), None),  # total_step unknown
+        ({"adapter": {"method": "ars", "tinit": 15, "tfinal": 10}}, ranks_records(), 20),  # empty schedule
+        ({"adapter": {"method": "ars", "init_r": "eight"}}, ranks_records(), 20),  # broken config
+    ],
+)
+def test_schedule_for_run_is_none_when_there_is_no_schedule(config, ranks, total):
+    assert dash.schedule_for_run(config, ranks, total) is None
+
+
+def test_total_step_prefers_report_then_live_progress():
+    assert dash.total_step_of({"progress": {"total_step": 40}}, {"total_step": 50}) == 50
+    assert dash.total_step_of({"progress": {"total_step": 40}}, None) == 40
+    assert dash.total_step_of({}, None) is None
+
+
+# -- frames ------------------------------------------------------------------------------------------------
+def test_budget_frame_sums_active_ranks_and_counts_events():
+    schedule = dash.BudgetSchedule(12, 6, 4, 4, 20)
+    frame = dash.budget_frame(ranks_records(), schedule)
+    assert list(frame["step"]) == [4, 6, 8]
+    assert list(frame["active"]) == [10, 8, 6]
+    assert list(frame["budget"]) == [10, 8, 6]
+    assert list(frame["pruned"]) == [2, 3, 2]
+    assert list(frame["reintroduced"]) == [0, 1, 0]
+    assert list(frame["scheduled"]) == [schedule.at(s) for s in (4, 6, 8)]
+    assert dash.budget_frame([]).empty
+
+
+def test_rank_heatmap_is_module_by_step_with_gaps_as_nan():
+    records = ranks_records()
+    records[1]["active"].pop(MODULES[2])
+    modules, steps, z = dash.rank_heatmap_data(records)
+    assert modules == MODULES and steps == [4, 6, 8]
+    assert z.shape == (3, 3)
+    assert z[0].tolist() == [4, 3, 2]
+    assert math.isnan(z[2, 1])
+
+
+def test_lambda_frames_mark_pruned_at_previous_value_and_skip_bad_indices():
+    values, events = dash.lambda_frames(ranks_records(), MODULES[1])
+    assert len(values) == 12 and set(values["index"]) == {0, 1, 2, 3}
+    pruned = events[events["kind"] == "pruned"].set_index("step")
+    assert pruned.loc[6, "index"] == 3 and pruned.loc[6, "value"] == pytest.approx(0.3)  # last value before pruning
+    assert pruned.loc[8, "value"] == pytest.approx(0.1)
+    back = events[events["kind"] == "reintroduced"]
+    assert back[["step", "index"]].values.tolist() == [[6, 2]] and back["value"].iloc[0] == pytest.approx(0.25)
+    sampled = events[events["kind"] == "sampled"]
+    assert sampled["index"].tolist() == [2]  # index 99 is out of range and dropped
+    empty_values, empty_events = dash.lambda_frames(ranks_records(), "no.such.module")
+    assert empty_values.empty and empty_events.empty
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("3.attention.self.query", (3, "query")),
+        ("1.intermediate.dense", (1, "intermediate.dense")),
+        ("0.self_attn.q_proj", (0, "q_proj")),
+        ("transformer.h.11.mlp.c_fc", (11, "c_fc")),
+        ("classifier", (None, "classifier")),
+    ],
+)
+def test_split_module_finds_layer_and_type(name, expected):
+    assert dash.split_module(name) == expected
+
+
+def test_final_ranks_prefers_the_dev_selected_report_pattern():
+    records = ranks_records()
+    pattern, source = dash.final_ranks(records, {"final_ranks": {MODULES[0]: 4, MODULES[1]: 1, MODULES[2]: 2}})
+    assert pattern[MODULES[1]] == 1 and "dev-selected" in source
+    pattern, source = dash.final_ranks(records, None)
+    assert pattern == records[-1]["active"] and "step 8" in source
+    assert dash.final_ranks([], None) == ({}, "")
+
+
+def test_rank_pattern_frame_is_layer_by_type():
+    frame = dash.rank_pattern_frame({MODULES[0]: 4, MODULES[1]: 1, MODULES[2]: 2})
+    assert list(frame.index) == [0, 1] and list(frame.columns) == ["query", "output.dense"]
+    assert frame.loc[0, "query"] == 4 and frame.loc[1, "query"] == 2
+    assert math.isnan(frame.loc[1, "output.dense"])
+
+
+def test_metric_frames_skip_missing_and_non_finite_values():
+    metrics = [
+        {"step": 1, "loss": 0.9},
+        {"step": 2, "loss": 0.7},
+        {"step": 2, "epoch": 0, "dev_mcc": 0.5, "dev_auroc": float("nan"), "dev_loss": 0.6},
+    ]
+    assert dash.loss_frame(metrics)["loss"].tolist() == [0.9, 0.7]
+    dev = dash.dev_frame(metrics)
+    assert sorted(dev["metric"]) == ["loss", "mcc"]
+    assert dash.loss_frame([]).empty and dash.dev_frame([]).empty
+
+
+def summary(**kw) -> dict:
+    base = {
+        "id": "20261125-153000-ars-demo_motifs-3f2a", "state": "done", "method": "ars", "model": "minilm-l6",
+        "task": "demo/motifs", "progress": {"fraction": 1.0}, "best_dev_mcc": 0.812345, "test_mcc": 0.8,
+        "test_auroc": 0.9, "test_auprc": 0.91, "trainable_percent": 1.2861, "wall_time_s": 123.456,
+    }
+    base.update(kw)
+    return base
+
+
+def test_runs_and_compare_tables():
+    running = summary(id="20261125-160000-lora-demo_motifs-0001", state="running", progress={"fraction": 0.25}, test_mcc=None, trainable_percent=None, best_dev_mcc=None)
+    table = dash.runs_table([summary(), running])
+    assert list(table.columns) == ["run", "status", "progress %", "method", "task", "best dev MCC", "trainable %"]
+    assert table["status"].tolist() == ["done", "running"]
+    assert table["progress %"].tolist() == [100.0, 25.0]
+    assert table["best dev MCC"].iloc[0] == 0.8123 and table["best dev MCC"].isna().iloc[1]
+    compare = dash.compare_table([summary(), running])
+    assert list(compare.columns) == dash.COMPARE_COLUMNS
+    assert compare["wall time (s)"].iloc[0] == 123.5 and compare["MCC"].isna().iloc[1]
+    assert dash.runs_table([]).empty and dash.compare_table([]).empty
+
+
+def test_short_run_labels_are_readable_and_unique():
+    ids = ["20261125-153000-ars-demo_motifs-3f2a", "20261125-153001-lora-demo_motifs-99aa"]
+    assert dash.short_run_labels(ids) == {ids[0]: "ars demo_motifs 3f2a", ids[1]: "lora demo_motifs 99aa"}
+    assert dash.short_run_labels(["my-run"]) == {"my-run": "my-run"}
+
+
+# -- token preview -----------------------------------------------------------------------------------------
+def test_token_preview_escapes_everything_and_shows_spans():
+    tokens = ["[CLS]", "<script>", "ac", "##gta", "[SEP]"]
+    kinds = ["special", "prompt", "sequence", "sequence", "special"]
+    spans = [None, None, (0, 2), (2, 5), None]
+    html = dash.token_preview_html(tokens, kinds, spans, "ACGTA")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "3–5 · GTA" in html and "lingo-prompt" in html and html.count("lingo-token ") == 5
+    summary_ = dash.token_summary(kinds, spans, "ACGTA")
+    assert summary_ == {"tokens": 5, "prompt": 1, "special": 2, "sequence": 2, "nucleotides": 5, "covered": 5, "nt_per_token": 2.5}
+
+
+# -- figures -----------------------------------------------------------------------------------------------
+def test_figures_build_from_records_and_from_nothing():
+    records = ranks_records()
+    schedule = dash.BudgetSchedule(12, 6, 4, 4, 20)
+    metrics = [{"step": 1, "loss": 0.9}, {"step": 2, "dev_mcc": 0.4, "dev_loss": 0.7}]
+    figures = {
+        "loss": dash.loss_figure(dash.loss_frame(metrics)),
+        "dev": dash.dev_figure(dash.dev_frame(metrics)),
+        "budget": dash.budget_figure(dash.budget_frame(records, schedule), dash.schedule_frame(schedule)),
+        "heatmap": dash.rank_heatmap_figure(*dash.rank_heatmap_data(records)),
+        "lambda": dash.lambda_figure(*dash.lambda_frames(records, MODULES[1]), MODULES[1]),
+        "pattern": dash.rank_pattern_figure(dash.rank_pattern_frame(records[-1]["active"]), zmax=4),
+        "compare": dash.compare_figure(dash.compare_table([summary()])),
+        "cost": dash.cost_figure(dash.compare_table([summary(), summary(id="x", trainable_percent=0.5)])),
+    }
+    for name, fig in figures.items():
+        assert isinstance(fig, go.Figure), name
+        fig.to_json()  # serialisable, as st.plotly_chart needs
+    assert len(figures["budget"].data) == 5  # schedule, active, recorded, pruned, reintroduced
+    assert len(figures["lambda"].data) == 4 + 3  # four |lambda| lines + three event kinds
+    heat = figures["heatmap"].data[0]
+    assert np.asarray(heat.z).shape == (3, 3) and list(heat.y) == MODULES
+    cells = figures["pattern"].data[0]
+    assert list(cells.x) == ["query", "output.dense"] and cells.text[0][0] == "2"
+    # nothing recorded yet: still a figure, no crash
+    assert isinstance(dash.budget_figure(dash.budget_frame([])), go.Figure)
+    assert isinstance(dash.lambda_figure(*dash.lambda_frames([], "m"), "m"), go.Figure)
+    assert isinstance(dash.dev_figure(dash.dev_frame([])), go.Figure)
