@@ -2,7 +2,7 @@
 
     python bench/bench_inference.py [--run RUN_DIR] [--rounds 3] [--full]
 
-Without ``--run`` a 1-step quickstart run (embedded MiniLM-L6 + ARS adapter) is created in a
+Without ``--run`` a 2-step quickstart run (embedded MiniLM-L6 + ARS adapter) is created in a
 temporary folder: speed does not depend on what the weights learnt. Every workload is measured in
 ``--rounds`` rounds, each right after a 2048 x 2048 fp32 matmul measurement, so a ratio compares
 two numbers taken under the same machine load (the 2 cores are shared); medians are reported.
@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lingo_core.attribution import in_silico_mutagenesis, integrated_gradients, mutants  # noqa: E402
-from lingo_core.predict import Predictor, load_predictor  # noqa: E402
+from lingo_core.predict import Predictor, default_max_tokens, load_predictor  # noqa: E402
 from lingo_core.train import collate  # noqa: E402
 
 MATMUL_N = 2048
@@ -112,7 +112,7 @@ def make_run(folder: Path) -> Path:
     root = Path(__file__).resolve().parent.parent
     cfg = load_config(
         root / "configs" / "quickstart.yaml",
-        ["train.max_steps=1", f"output_dir={folder}", "train.progress_bar=false", "data.max_eval=16", "data.max_train=16"],
+        ["train.max_steps=2", f"output_dir={folder}", "train.progress_bar=false", "data.max_eval=16", "data.max_train=16"],
     )
     return train(cfg)
 
@@ -127,6 +127,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.run) if args.run else make_run(Path(tmp))
         predictor = load_predictor(run_dir)
@@ -157,23 +158,29 @@ def main() -> None:
 
         seconds, matmul = measure(args.rounds, lambda: predictor.predict(mixed))
         achieved, ratio = efficiency(real_flops, seconds, matmul)
-        rows.append((f"predict(), batched ({predictor.default_batch_size}), 100-600 nt", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
+        rows.append((f"predict(), batched (default sizes), 100-600 nt", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
         out["inference_batched_fraction_of_matmul"] = ratio
 
         seconds, matmul = measure(args.rounds, lambda: predictor.logits_of_ids(ids))
         achieved, ratio = efficiency(real_flops, seconds, matmul)
-        rows.append(("model only, length-bucketed", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
+        rows.append((f"model only, bucketed, default ({predictor.default_batch_size}, <= {default_max_tokens(predictor.device)} tokens)", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
 
         shuffled = [ids[i] for i in np.random.default_rng(0).permutation(len(ids))]
-        seconds, matmul = measure(args.rounds, lambda: unbucketed_logits(predictor, shuffled, predictor.default_batch_size))
+        seconds, matmul = measure(args.rounds, lambda: unbucketed_logits(predictor, shuffled, 16))
         achieved, ratio = efficiency(real_flops, seconds, matmul)
-        rows.append(("model only, NOT bucketed (padding waste)", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
+        rows.append(("model only, NOT bucketed, batch 16 (padding waste)", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
 
         if args.full:
-            for size in (8, 16, 32, 64, 128):
-                seconds, matmul = measure(args.rounds, lambda: predictor.logits_of_ids(ids, batch_size=size))
+            from lingo_core.train import predict_logits
+
+            for size, budget in ((8, None), (16, None), (32, None), (64, None), (128, None), (64, 2048), (64, 8192)):
+                seconds, matmul = measure(
+                    args.rounds,
+                    lambda: predict_logits(predictor.model, ids, predictor.pad_id, size, predictor.device, max_tokens=budget),
+                )
                 achieved, ratio = efficiency(real_flops, seconds, matmul)
-                rows.append((f"model only, bucketed, batch {size}", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
+                label = f"model only, bucketed, batch {size}" + (f", <= {budget} tokens" if budget else "")
+                rows.append((label, args.n / statistics.median(seconds), "seq/s", achieved, ratio))
 
         # -- IG and ISM on single sequences -----------------------------------------------------
         lengths = (100, 300, 600) if args.full else (100, 300)
@@ -205,6 +212,8 @@ def main() -> None:
         ]
         out["tokens_per_sequence_mixed"] = tokens / args.n
 
+    out["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
+    print(f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f} (other processes share the cores)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model {out['model']['source']} + {out['model']['adapter']}; "
           f"{out['model']['gflop_per_token']:.4f} GFLOP/token (linear layers); matmul {out['matmul_gflops_median']:.1f} GFLOP/s")
     print(f"{'workload':52s} {'value':>10s} {'unit':6s} {'GFLOP/s':>8s} {'/matmul':>8s}")

@@ -41,6 +41,7 @@ from .train import logits_to_probs
 BASES = "ACGT"
 BASELINES = ("pad", "N")
 METHODS = ("ig", "ism", "both")
+CONVERGENCE_TOLERANCE = 0.05  # |delta| / |score difference| above which IG warns: raise n_steps
 PathLike = Union[str, Path]
 
 
@@ -121,6 +122,15 @@ class IGResult:
         return float(self.token_scores.sum())
 
     @property
+    def relative_delta(self) -> float:
+        """|delta| / |score - baseline score|: above ~0.05 the integral has not converged (raise n_steps)."""
+        return abs(self.delta) / max(abs(self.score - self.baseline_score), 1e-12)
+
+    @property
+    def converged(self) -> bool:
+        return self.relative_delta <= CONVERGENCE_TOLERANCE
+
+    @property
     def sequence_total(self) -> float:
         return float(self.nucleotide.sum())
 
@@ -149,6 +159,8 @@ class IGResult:
             "prompt_attribution": self.prompt_total,
             "prompt_share_of_abs": self.prompt_share,
             "convergence_delta": self.delta,
+            "relative_delta": self.relative_delta,
+            "converged": self.converged,
             "baseline": self.baseline,
             "include_prompt": self.include_prompt,
             "n_steps": self.n_steps,
@@ -310,11 +322,25 @@ def _encode_whole(predictor: Predictor, sequence: str) -> EncodedSequence:
     return encoded
 
 
+def baseline_pad_id(predictor: Predictor) -> int:
+    """The token a ``pad`` baseline puts in place of sequence (and prompt) tokens.
+
+    Encoder models (BERT family): the pad token. Decoder classifiers (OPT, GPT-2, Llama) read the
+    logits at the last non-pad token, so a pad baseline would move that position; they get the unk
+    token instead (or, without one, the pad token with that caveat).
+    """
+    tokenizer = predictor.trained.tokenizer
+    if predictor.trained.loaded.family == "bert":
+        return predictor.pad_id
+    unk = getattr(tokenizer, "unk_token_id", None)
+    return unk if unk is not None and unk != predictor.pad_id else predictor.pad_id
+
+
 def _baseline_ids(predictor: Predictor, encoded: EncodedSequence, length: int, baseline: str, include_prompt: bool) -> list[int]:
     """Baseline token ids: same length and special tokens as the input, sequence (and prompt) replaced."""
     if baseline not in BASELINES:
         raise AttributionError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-    pad = predictor.pad_id
+    pad = baseline_pad_id(predictor)
     ids = list(encoded.input_ids)
     if baseline == "N":
         n_encoded = predictor.encoder.encode_many(["N" * length])[0]
@@ -529,6 +555,13 @@ def run_cli(args: Any) -> int:
             if args.strict:
                 raise
             print(f"not attributed: {exc}", file=sys.stderr)
+    for result in results:
+        if result.ig is not None and not result.ig.converged:
+            print(
+                f"warning: IG for '{result.id}' did not converge: |delta| is {result.ig.relative_delta:.0%} of the score "
+                f"difference with --n-steps {result.ig.n_steps}; rerun with more steps (e.g. --n-steps {result.ig.n_steps * 2})",
+                file=sys.stderr,
+            )
     print(json.dumps([r.summary() for r in results], indent=2))
     if not results:
         return 1

@@ -36,7 +36,8 @@ PathLike = Union[str, Path]
 AGGREGATIONS = ("mean", "max")
 COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 WINDOW_MARGIN = 0.9  # windows of long sequences use 90 % of what a typical sequence fits, so they are rarely cut
-CPU_BATCH_SIZE = 32  # sequences per forward pass on CPU (bench/bench_inference.py: flat beyond 16-32)
+CPU_BATCH_SIZE = 64  # at most this many sequences per forward pass on CPU ...
+CPU_MAX_TOKENS = 4096  # ... and at most this many tokens (rows x length): batches that stay in cache run faster
 GPU_BATCH_SIZE = 256
 
 
@@ -51,6 +52,11 @@ _reverse_complement = reverse_complement  # Predictor.predict has an argument of
 def default_batch_size(device: torch.device) -> int:
     """Sequences per forward pass: small on CPU (bigger batches do not go faster), large on a GPU."""
     return GPU_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
+
+
+def default_max_tokens(device: torch.device) -> Optional[int]:
+    """Tokens per forward pass (rows x padded length): bounded on CPU, unbounded on a GPU."""
+    return None if device.type == "cuda" else CPU_MAX_TOKENS
 
 
 # --------------------------------------------------------------------------------------- inputs
@@ -381,11 +387,15 @@ class Predictor:
         return self.logits_of_ids(ids, batch_size)
 
     def logits_of_ids(self, input_ids: Sequence[list[int]], batch_size: Optional[int] = None) -> np.ndarray:
-        """Logits of already-encoded sequences (length-bucketed batches, inference mode)."""
+        """Logits of already-encoded sequences (length-bucketed batches, inference mode).
+
+        An explicit ``batch_size`` is used as given; by default batches are sized for the device.
+        """
         if not input_ids:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         return predict_logits(
-            self.model, input_ids, self.pad_id, batch_size or self.default_batch_size, self.device, self.trained.loaded.precision
+            self.model, input_ids, self.pad_id, batch_size or self.default_batch_size, self.device,
+            self.trained.loaded.precision, max_tokens=None if batch_size else default_max_tokens(self.device),
         )
 
     def probabilities(self, sequences: Sequence[str], batch_size: Optional[int] = None) -> np.ndarray:
@@ -422,23 +432,20 @@ class Predictor:
             raise ValueError(f"stride {stride_nt} nt is larger than the window {window_nt} nt: nucleotides would be skipped")
 
         rows, clean = self._validate(records, strict)
-        windows, window_seqs = self._windows(clean, window_nt, stride_nt, window_given=window is not None)
-        strands = [window_seqs] + ([[_reverse_complement(s) for s in window_seqs]] if reverse_complement else [])
-        # windows that may not fit are encoded with spans to learn whether they were cut
-        check = np.array([window is not None or w.end - w.start < len(clean[w.record]) for w in windows], dtype=bool)
-        truncated = np.zeros(len(windows), dtype=bool)
-        probs_per_strand = []
-        for strand in strands:
-            input_ids, cut = self._encode(strand, check)
-            truncated |= cut
-            probs_per_strand.append(logits_to_probs(self.logits_of_ids(input_ids, batch_size), self.multi_label))
-        window_probs = np.mean(probs_per_strand, axis=0)
+        windows, window_ids, truncated = self._windows(clean, window_nt, stride_nt, explicit_window=window is not None)
+        probs = logits_to_probs(self.logits_of_ids(window_ids, batch_size), self.multi_label)
+        if reverse_complement:
+            rc_ids, rc_truncated = self._encode_checked(
+                [_reverse_complement(clean[w.record][w.start : w.end]) for w in windows]
+            )
+            truncated |= rc_truncated
+            probs = (probs + logits_to_probs(self.logits_of_ids(rc_ids, batch_size), self.multi_label)) / 2
 
         by_record: dict[int, list[int]] = {}
         for w, win in enumerate(windows):
             by_record.setdefault(win.record, []).append(w)
         for record, members in by_record.items():
-            stacked = window_probs[members]
+            stacked = probs[members]
             row = rows[record]
             row.probabilities = stacked.mean(axis=0) if aggregate == "mean" else stacked.max(axis=0)
             row.n_windows = len(members)
@@ -494,62 +501,60 @@ class Predictor:
         return rows, clean
 
     def _windows(
-        self, clean: dict[int, str], window_nt: int, stride_nt: int, window_given: bool
-    ) -> tuple[list[_Window], list[str]]:
-        """Windows to score: the whole sequence when its encoding fits, else sliding windows."""
+        self, clean: dict[int, str], window_nt: int, stride_nt: int, explicit_window: bool
+    ) -> tuple[list[_Window], list[list[int]], np.ndarray]:
+        """Windows to score, their token ids and whether each lost its tail to ``max_length``.
+
+        A sequence is scored whole when its encoding fits (or, with an explicit window, when it is
+        no longer than the window); otherwise in sliding windows, the last one ending at the
+        sequence end. Whole sequences are tokenised once.
+        """
         order = list(clean)
-        if window_given:
-            fits = [len(clean[i]) <= window_nt for i in order]
+        if explicit_window:
+            whole = [i for i in order if len(clean[i]) <= window_nt]
         else:
-            fits = self._fits([clean[i] for i in order])
+            whole = order
+        whole_ids, whole_cut = self._encode_checked([clean[i] for i in whole])
+        fitted = {i: ids for i, ids, cut in zip(whole, whole_ids, whole_cut) if explicit_window or not cut}
+        cut_whole = {i for i, cut in zip(whole, whole_cut) if cut and explicit_window}
+
         windows: list[_Window] = []
-        for record, whole in zip(order, fits):
+        pending: list[int] = []  # windows still to encode
+        window_ids: list[Optional[list[int]]] = []
+        truncated: list[bool] = []
+        for record in order:
             length = len(clean[record])
-            if whole:
+            if record in fitted:
                 windows.append(_Window(record, 0, length))
+                window_ids.append(fitted[record])
+                truncated.append(record in cut_whole)
                 continue
             starts = list(range(0, length - window_nt + 1, stride_nt))
             if starts[-1] + window_nt < length:
-                starts.append(length - window_nt)  # the last window ends at the sequence end
-            windows.extend(_Window(record, s, s + window_nt) for s in starts)
-        return windows, [clean[w.record][w.start : w.end] for w in windows]
+                starts.append(length - window_nt)
+            for start in starts:
+                pending.append(len(windows))
+                windows.append(_Window(record, start, start + window_nt))
+                window_ids.append(None)
+                truncated.append(False)
+        if pending:
+            ids, cut = self._encode_checked([clean[windows[w].record][windows[w].start : windows[w].end] for w in pending])
+            for w, encoded, was_cut in zip(pending, ids, cut):
+                window_ids[w], truncated[w] = encoded, bool(was_cut)
+        return windows, window_ids, np.array(truncated, dtype=bool)
 
-    def _encode(self, sequences: list[str], check: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
-        """Token ids of the windows, and which of the ``check`` ed ones lost their tail to ``max_length``.
-
-        Whole sequences already known to fit take the fast path; the others are encoded with spans.
-        """
-        ids: list[Optional[list[int]]] = [None] * len(sequences)
-        whole = [i for i in range(len(sequences)) if not check[i]]
-        for i, encoded in zip(whole, self.encoder.encode_batch([sequences[i] for i in whole])[0] if whole else []):
-            ids[i] = encoded
-        cut = np.zeros(len(sequences), dtype=bool)
-        parts = [i for i in range(len(sequences)) if check[i]]
-        for i, encoded in zip(parts, self.encoder.encode_many([sequences[i] for i in parts]) if parts else []):
-            ids[i] = encoded.input_ids
-            cut[i] = encoded.truncated_at is not None
-        return ids, cut
-
-    def _fits(self, sequences: list[str]) -> list[bool]:
-        """Whether each sequence's encoding fits ``max_length`` without truncation."""
+    def _encode_checked(self, sequences: list[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids (fast path) and which sequences were cut to ``max_length`` (checked with spans only when any was)."""
         if not sequences:
-            return []
-        limit = self.encoder.cfg.max_length
-        # cheap pre-filter: far below the window always fits, far above never does
-        out = []
-        unsure = []
-        for i, s in enumerate(sequences):
-            if len(s) <= self.window_nt // 2:
-                out.append(True)
-            else:
-                out.append(None)
-                unsure.append(i)
-        if unsure:
-            rendered = [self.encoder.render(sequences[i])[0] for i in unsure]
-            lengths = [len(x) for x in self.encoder.tokenizer(rendered, add_special_tokens=True)["input_ids"]]
-            for i, n in zip(unsure, lengths):
-                out[i] = n <= limit
-        return out
+            return [], np.zeros(0, dtype=bool)
+        ids, n_truncated = self.encoder.encode_batch(sequences)
+        cut = np.zeros(len(sequences), dtype=bool)
+        if n_truncated:  # a cut sequence has exactly max_length tokens: check those with spans
+            limit = self.encoder.cfg.max_length
+            suspects = [i for i, x in enumerate(ids) if len(x) >= limit]
+            for i, encoded in zip(suspects, self.encoder.encode_many([sequences[i] for i in suspects])):
+                cut[i] = encoded.truncated_at is not None
+        return ids, cut
 
 
 def _as_records(inputs: Union[Sequence[str], Sequence[InputRecord]], ids: Optional[Sequence[str]]) -> list[InputRecord]:
