@@ -1,0 +1,267 @@
+"""Studies: grid expansion, resumability, the tidy table, the k-mer baseline, a tiny end-to-end study."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lingo_core import runs
+from lingo_core.study import (
+    TABLE_COLUMNS,
+    StudyError,
+    StudyInterrupted,
+    build_table,
+    expand,
+    kmer_logistic_regression,
+    load_study,
+    read_record,
+    run_study,
+)
+from tests.conftest import PROJECT_ROOT
+
+SMOKE = PROJECT_ROOT / "studies" / "smoke.yaml"
+CPU_STUDY = PROJECT_ROOT / "studies" / "cpu_study.yaml"
+
+
+def _spec(tmp_path: Path, model_dir: Path, **extra) -> dict:
+    """A tiny study: the demo task, the tiny random BERT, 8 optimizer steps per cell."""
+    spec = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "out"),
+        "work_dir": str(tmp_path / "work"),
+        "seeds": [0, 1],
+        "base": {
+            "model": {"name": str(model_dir)},
+            "data": {"task": "demo/motifs", "max_train": 80, "max_eval": 40, "duplicates": "remove"},
+            "encoding": {"max_length": 128},
+            "adapter": {"r": 4, "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 2},
+            "train": {"epochs": 1, "batch_size": 10, "max_steps": 8, "eval_every": 4, "lr": 0.003, "warmup_ratio": 0.0, "progress_bar": False},
+        },
+        "methods": {
+            "kmer_lr": {"baseline": "kmer_lr", "k": [3, 4], "C": [1.0]},
+            "lora": {"adapter": {"method": "lora"}},
+            "ars": {"adapter": {"method": "ars"}},
+        },
+        "grids": [
+            {"name": "main", "tasks": ["demo/motifs"], "methods": ["kmer_lr", "lora", "ars"]},
+            {"name": "rho", "tasks": ["demo/motifs"], "methods": ["ars"], "seeds": [0], "vary": {"adapter.reintroduce_rate": [0.0, 0.1]}},
+        ],
+    }
+    spec.update(extra)
+    return spec
+
+
+# -- expansion ---------------------------------------------------------------------------------
+
+
+def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
+    study = load_study(spec=_spec(tmp_path, Path("/nonexistent-model")))
+    cells = expand(study)
+    # kmer (one deterministic fit for both seeds) + lora x2 + ars x2 + ars rho=0 (rho=0.1 seed 0 is main's ars)
+    assert len(cells) == 6
+    kmer = [c for c in cells if c.method == "kmer_lr"]
+    assert len(kmer) == 1 and [seed for _, _, seed in kmer[0].rows] == [0, 1]
+    shared = [c for c in cells if c.method == "ars" and c.seed == 0 and c.config["adapter"]["reintroduce_rate"] == 0.1]
+    assert len(shared) == 1 and shared[0].groups == ["main", "rho"]
+    assert ("rho", "adapter.reintroduce_rate=0.1", 0) in shared[0].rows
+    rho0 = [c for c in cells if c.config["adapter"]["reintroduce_rate"] == 0.0]
+    assert len(rho0) == 1 and rho0[0].rows == [("rho", "adapter.reintroduce_rate=0.0", 0)]
+    for cell in cells:
+        assert cell.config["data"]["task"] == "demo/motifs"
+        assert cell.config["train"]["seed"] == cell.seed
+    # ids are stable: expanding again gives the same cells
+    assert [c.cell_id for c in expand(study)] == [c.cell_id for c in cells]
+
+
+def test_axes_sets_profiles_and_order(tmp_path):
+    spec = _spec(tmp_path, Path("/m"))
+    spec["sets"] = {"tasks": ["demo/motifs"], "adapters": ["lora", "ars"]}
+    spec["grids"] = [
+        {"name": "enc", "tasks": "tasks", "methods": ["adapters"], "encodings": ["native", "nucleotide"], "prefixes": ["paper", "none"]},
+    ]
+    spec["order"] = "seeds_first"
+    spec["profiles"] = {"big": {"seeds": [0, 1, 2], "base": {"train": {"max_steps": 100}}}}
+    study = load_study(spec=spec)
+    cells = expand(study)
+    assert len(cells) == 2 * 2 * 2 * 2  # methods x encodings x prefixes x seeds
+    assert {(c.encoding, c.prefix) for c in cells} == {("native", "paper"), ("native", "none"), ("nucleotide", "paper"), ("nucleotide", "none")}
+    assert [c.seed for c in cells] == [0] * 8 + [1] * 8  # seeds_first
+    spec2 = {**spec, "order": "tasks_first", "grids": [
+        {"name": "a", "tasks": ["demo/motifs", "gue/tf/0"], "methods": ["lora"]},
+        {"name": "b", "tasks": ["demo/motifs", "gue/tf/0"], "methods": ["ars"]},
+    ]}
+    assert [(c.task, c.method) for c in expand(load_study(spec=spec2)) if c.seed == 0] == [
+        ("demo/motifs", "lora"), ("demo/motifs", "ars"), ("gue/tf/0", "lora"), ("gue/tf/0", "ars")]
+    big = load_study(spec=spec, scale="big")
+    big_cells = expand(big)
+    assert len(big_cells) == 24 and all(c.config["train"]["max_steps"] == 100 for c in big_cells)
+    assert big.spec["scale"] == "big"
+    assert not {c.cell_id for c in big_cells} & {c.cell_id for c in cells}  # a changed setting is a new cell
+
+
+def test_bad_study_files_name_the_problem(tmp_path):
+    spec = _spec(tmp_path, Path("/m"))
+    spec["grids"][0]["methods"] = ["lora", "dora"]
+    with pytest.raises(StudyError, match="dora"):
+        load_study(spec=spec)
+    spec = _spec(tmp_path, Path("/m"))
+    spec["grids"][0]["vary"] = {"adapter.reintroduce_rate": [1.5]}
+    with pytest.raises(StudyError, match="reintroduce_rate"):
+        load_study(spec=spec)
+    with pytest.raises(StudyError, match="scale 'huge'"):
+        load_study(spec=_spec(tmp_path, Path("/m")), scale="huge")
+    with pytest.raises(StudyError, match="unknown key"):
+        load_study(spec={**_spec(tmp_path, Path("/m")), "gridz": []})
+
+
+def test_committed_study_files_expand():
+    cpu = load_study(CPU_STUDY)
+    cells = expand(cpu)
+    tasks = {c.task for c in cells}
+    gue_full = {"gue/prom_core_all", "gue/prom_core_notata", "gue/prom_core_tata", "gue/prom_300_tata", *(f"gue/tf/{i}" for i in range(5))}
+    assert gue_full <= tasks and {"gue/EMP/H3", "gue/EMP/H4"} <= tasks
+    methods = {c.method for c in cells}
+    assert {"kmer_lr", "head", "lora", "adalora", "ars", "ars_paper", "full"} <= methods
+    for cell in cells:
+        if cell.kind == "train":
+            assert cell.config["train"]["max_steps"] is not None  # the CPU study is step-capped
+            assert cell.config["data"]["duplicates"] == "remove"
+    main_seeds = {c.seed for c in cells if "main" in c.groups and c.method == "ars"}
+    assert len(main_seeds) >= 3
+    full = expand(load_study(CPU_STUDY, scale="full"))
+    assert all(c.config["data"]["max_train"] is None for c in full if c.kind == "train")
+    assert {"gue/EMP/H3K36me3", "gue/prom_300_tata"} <= {c.task for c in full if "main" in c.groups}
+    assert len(expand(load_study(SMOKE))) > 0
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def test_tiny_study_end_to_end_table_report_and_resume(tiny_bert_dir, tmp_path):
+    study = load_study(spec=_spec(tmp_path, tiny_bert_dir))
+    messages: list[str] = []
+    path = run_study(study, log=messages.append)
+    table = pd.read_csv(path)
+    assert list(table.columns) == TABLE_COLUMNS
+    required = {"task", "method", "seed", "test_mcc", "test_auroc", "trainable_params", "wall_time_s"}
+    assert required <= set(table.columns)
+    main = table[table["group"] == "main"]
+    assert len(main) == 6  # one row per task x method x seed
+    assert sorted(main.groupby("method")["seed"].apply(list).to_dict().items()) == [("ars", [0, 1]), ("kmer_lr", [0, 1]), ("lora", [0, 1])]
+    assert (table["status"] == "done").all()
+    assert table["test_mcc"].notna().all() and table["trainable_params"].gt(0).all()
+    neural = table[table["method"] != "kmer_lr"]
+    assert neural["steps"].eq(8).all() and neural["trainable_percent"].lt(100).all()
+    ars = table[(table["method"] == "ars") & (table["group"] == "main")]
+    assert ars["exported_params"].lt(ars["trainable_params"]).all()  # pruned to target_r on export
+    assert len(table[table["group"] == "rho"]) == 2
+    report = (study.output_dir / "report.md").read_text()
+    for needle in ("## main", "## rho", "ARS minus LoRA", "figures/main_mcc.png", "figures/pareto_trainable_vs_mcc.png", "figures/rank_patterns.png"):
+        assert needle in report, needle
+    for name in ("main_mcc.png", "rho_mcc.png", "pareto_trainable_vs_mcc.png", "rank_patterns.png", "rank_dynamics_ars.png"):
+        assert (study.output_dir / "figures" / name).stat().st_size > 1000, name
+
+    # resumable: a second run skips every finished cell and leaves their records alone
+    records = {c.cell_id: (study.work_dir / "cells" / f"{c.cell_id}.json").stat().st_mtime_ns for c in expand(study)}
+    run_dirs = sorted(p.name for p in (study.work_dir / "runs").iterdir())
+    again: list[str] = []
+    run_study(study, log=again.append)
+    assert sum("skipped" in m for m in again) == len(records)
+    assert not any(m.endswith("running") or ": running (" in m for m in again)
+    assert {c: (study.work_dir / "cells" / f"{c}.json").stat().st_mtime_ns for c in records} == records
+    assert sorted(p.name for p in (study.work_dir / "runs").iterdir()) == run_dirs
+    pd.testing.assert_frame_equal(pd.read_csv(path), table)
+
+    # a new seed adds only its own cells
+    more = load_study(spec=_spec(tmp_path, tiny_bert_dir, seeds=[0, 1, 2]))
+    log3: list[str] = []
+    run_study(more, log=log3.append)
+    ran = [m for m in log3 if ": running (" in m]
+    assert len(ran) == 2 and all("seed=2" in m for m in ran)  # lora and ars seed 2; kmer is shared
+
+
+def test_interrupted_cell_resumes_and_failed_cell_is_recorded(tiny_bert_dir, tmp_path):
+    spec = _spec(tmp_path, tiny_bert_dir, seeds=[0])
+    spec["grids"] = [{"name": "main", "tasks": ["demo/motifs"], "methods": ["lora"]}]
+    study = load_study(spec=spec)
+    (cell,) = expand(study)
+    # a study killed mid-cell leaves a run directory without a record: the next run resumes it
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LINGO_TEST_KILL_AFTER_STEP": "4"}
+    spec_path = tmp_path / "study.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run([sys.executable, "-m", "lingo_core", "study", str(spec_path)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert read_record(study, cell) is None
+    run_dir = study.work_dir / "runs" / cell.cell_id
+    assert runs.load_run(run_dir).resumable
+    log: list[str] = []
+    run_study(study, log=log.append)
+    record = read_record(study, cell)
+    assert record["status"] == "done" and record["steps"] == 8
+    assert runs.load_run(run_dir).status.get("resumed_from_step") == 4
+
+    # a cell that fails is recorded with its error, and the table keeps the row
+    bad = _spec(tmp_path / "bad", tmp_path / "no-such-model", seeds=[0])
+    bad["grids"] = [{"name": "main", "tasks": ["demo/motifs"], "methods": ["lora"]}]
+    bad_study = load_study(spec=bad)
+    run_study(bad_study, log=lambda m: None)
+    table = build_table(bad_study)
+    assert list(table["status"]) == ["failed"] and "no-such-model" in table["detail"][0]
+
+
+def test_a_cell_cancelled_from_outside_stops_the_study_without_a_record(tiny_bert_dir, tmp_path, monkeypatch):
+    spec = _spec(tmp_path, tiny_bert_dir, seeds=[0])
+    spec["grids"] = [{"name": "main", "tasks": ["demo/motifs"], "methods": ["lora", "ars"]}]
+    study = load_study(spec=spec)
+    first, second = expand(study)
+    monkeypatch.setattr(runs.RunWriter, "cancel_requested", lambda self: True)  # like a CANCEL file or SIGTERM
+    with pytest.raises(StudyInterrupted):
+        run_study(study, log=lambda m: None)
+    assert read_record(study, first) is None and read_record(study, second) is None  # not recorded as a timeout
+    monkeypatch.undo()
+    run_study(study, log=lambda m: None)
+    assert read_record(study, first)["status"] == "done" and read_record(study, second)["status"] == "done"
+
+
+def test_time_limit_marks_a_cell_timeout_not_a_shorter_run(tiny_bert_dir, tmp_path):
+    spec = _spec(tmp_path, tiny_bert_dir, seeds=[0], budget={"time_limit_s": 0.001})
+    spec["grids"] = [{"name": "main", "tasks": ["demo/motifs"], "methods": ["lora"]}]
+    study = load_study(spec=spec)
+    run_study(study, log=lambda m: None)
+    table = build_table(study)
+    assert list(table["status"]) == ["timeout"] and table["test_mcc"].isna().all()
+    log: list[str] = []
+    run_study(study, log=log.append)  # not retried unless asked
+    assert any("timeout already, skipped" in m for m in log)
+
+
+def test_cli_dry_run_lists_cells():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lingo_core", "study", str(SMOKE), "--dry-run", "--set", "work_dir=/nonexistent/work"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == len(expand(load_study(SMOKE))) and all(line.endswith("pending") for line in lines)
+
+
+# -- the k-mer baseline on real data ---------------------------------------------------------------
+
+
+def test_kmer_logistic_regression_beats_chance_on_a_real_task(data_root):
+    from lingo_core.config import config_from_dict
+    from lingo_core.data import load_task
+
+    cfg = config_from_dict({"data": {"task": "gue/prom_core_tata", "max_train": 1000, "duplicates": "remove", "root": str(data_root)}})
+    task = load_task(cfg.data)
+    result = kmer_logistic_regression(task, ks=(3, 4), cs=(1.0,))
+    assert result["k"] in (3, 4) and len(result["tried"]) == 2
+    assert result["test"]["mcc"] > 0.3 and result["test"]["auroc"] > 0.75  # chance: 0 and 0.5
+    assert result["parameters"] == 4 ** result["k"] + 1
