@@ -124,20 +124,9 @@ def parse_fasta_records(text: str, source: str = "<text>") -> list[InputRecord]:
 
 def read_fasta_input(path: PathLike) -> list[InputRecord]:
     """Records of a FASTA file (``.gz`` allowed) to score."""
-    import gzip
+    from .data.loaders import read_fasta_file_text
 
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".gz":
-            with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
-                text = handle.read()
-        else:
-            text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: FASTA file not found. Fix: check the path.") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file.") from None
-    return parse_fasta_records(text, str(path))
+    return parse_fasta_records(read_fasta_file_text(path), str(path))
 
 
 def read_csv_input(path: PathLike, sequence_column: str = "sequence", id_column: Optional[str] = None) -> list[InputRecord]:

@@ -180,22 +180,25 @@ def parse_fasta_text(text: str, source: str = "<text>") -> list[tuple[str, str]]
     return records
 
 
-def read_fasta(path: str | Path) -> list[tuple[str, str]]:
-    """Read a FASTA file (``.gz`` allowed) into ``(header, sequence)`` pairs."""
+def read_fasta_file_text(path: str | Path) -> str:
+    """The text of a FASTA file (``.gz`` allowed, a UTF-8 byte-order mark dropped)."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".gz":
-            with gzip.open(path, "rt", encoding="utf-8") as handle:
-                text = handle.read()
-        else:
-            text = path.read_text(encoding="utf-8")
+            with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
+                return handle.read()
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"{path}: FASTA file not found. Fix: check the path.") from None
     except (UnicodeDecodeError, OSError) as exc:
         raise DataError(
             f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file."
         ) from None
-    return parse_fasta_text(text, str(path))
+
+
+def read_fasta(path: str | Path) -> list[tuple[str, str]]:
+    """Read a FASTA file (``.gz`` allowed) into ``(header, sequence)`` pairs."""
+    return parse_fasta_text(read_fasta_file_text(path), str(path))
 
 
 def _fasta_ids_and_labels(
