@@ -103,6 +103,9 @@ class AdapterConfig:
     reintroduce: str = "restore"  # "restore" the last non-zero lambda, or "regrow" from its current value
     rho_decay: bool = True  # rho decays linearly to 0 by the end of the budget schedule
     mode: str = "sampling"  # "sampling" (this project) or "paper" (published code's coin flips)
+    # AdaLoRA/ARS: learning-rate multiplier for the singular values lambda (they start at 0 and move
+    # by about lr per step, so on short budgets the SVD adapters barely change the model)
+    lambda_lr_scale: float = 1.0
 
 
 @dataclass
@@ -307,6 +310,13 @@ def validate_config(cfg: LingoConfig) -> None:
         raise ConfigError(f"adapter.temperature must be a positive number or 'uniform', got {a.temperature!r}")
     if isinstance(a.temperature, float) and a.temperature <= 0:
         raise ConfigError(f"adapter.temperature must be > 0, got {a.temperature}")
+    if not a.lambda_lr_scale > 0:
+        raise ConfigError(f"adapter.lambda_lr_scale must be > 0, got {a.lambda_lr_scale}")
+    if a.lambda_lr_scale != 1.0 and a.method not in ("adalora", "ars"):
+        raise ConfigError(
+            f"adapter.lambda_lr_scale={a.lambda_lr_scale} applies only to the singular values of adalora/ars "
+            f"adapters; method is {a.method!r}: remove the setting or use method adalora or ars"
+        )
     if a.target_r > a.init_r:
         raise ConfigError(f"adapter.target_r ({a.target_r}) must not exceed adapter.init_r ({a.init_r})")
     for name in ("r", "init_r", "target_r", "deltaT"):

@@ -89,6 +89,7 @@ STUDY_KEYS = {
 }
 GRID_KEYS = {"name", "tasks", "methods", "seeds", "models", "encodings", "prefixes", "vary", "set", "description"}
 BASELINES = ("kmer_lr",)
+POOLED = "all tasks (pooled pairs)"
 METRICS = ("mcc", "f1", "accuracy", "auroc", "auprc")
 TABLE_COLUMNS = [
     "group", "task", "method", "seed", "model", "encoding", "prefix", "setting", "status",
@@ -99,6 +100,9 @@ TABLE_COLUMNS = [
 ]
 # keys that do not change a cell's result and are left out of its identity
 _VOLATILE = (("output_dir",), ("run_name",), ("train", "progress_bar"))
+# config keys added after studies had been run, with the value that reproduces the old behaviour: at
+# that value they are left out of a cell's identity, so cells finished before the key existed stay valid
+_NEUTRAL_DEFAULTS = {("adapter", "lambda_lr_scale"): 1.0}
 
 # ROC-AUC of DNA foundation models (frozen, mean-pooled embeddings): "Benchmarking DNA foundation
 # models for genomic and genetic tasks", Nature Communications 2025, Tables 1 and 3.
@@ -250,6 +254,12 @@ def _identity(config: dict[str, Any], baseline: Optional[dict[str, Any]]) -> str
         for part in path[:-1]:
             node = node.get(part, {})
         node.pop(path[-1], None)
+    for path, neutral in _NEUTRAL_DEFAULTS.items():
+        node = ident
+        for part in path[:-1]:
+            node = node.get(part, {})
+        if path[-1] in node and node[path[-1]] == neutral:
+            node.pop(path[-1])
     if baseline:  # a baseline depends only on its data and its own settings (it is deterministic)
         ident = {"data": ident["data"]}
     blob = json.dumps({"config": ident, "baseline": baseline}, sort_keys=True, default=str)
@@ -816,9 +826,13 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare_methods(table: pd.DataFrame, method: str, others: Sequence[str], metric: str = "test_mcc", group: Optional[str] = None) -> pd.DataFrame:
+def compare_methods(
+    table: pd.DataFrame, method: str, others: Sequence[str], metric: str = "test_mcc", group: Optional[str] = None, pooled: bool = True
+) -> pd.DataFrame:
     """Per task, paired by seed: mean difference of ``method`` minus each other method on the seeds both
-    finished, its standard error (spread of the paired differences / sqrt(n)), and a verdict.
+    finished, its standard error (spread of the paired differences / sqrt(n)), and a verdict. With
+    ``pooled`` and several tasks, a last row per other method (task ``POOLED``) pools every (task, seed)
+    pair.
 
     ``verdict``: "better"/"worse" when the mean difference exceeds two standard errors, "same" when every
     paired difference is exactly 0, "tie" otherwise (always "tie" with fewer than 2 paired seeds).
@@ -846,8 +860,38 @@ def compare_methods(table: pd.DataFrame, method: str, others: Sequence[str], met
             else:
                 verdict = "tie"
             rows.append({"task": task, "vs": other, "seeds": len(seeds), "diff": round(diff, 4),
-                         "se": None if math.isnan(se) else round(se, 4), "verdict": verdict, "higher_mean": diff > 0})
-    return pd.DataFrame(rows, columns=["task", "vs", "seeds", "diff", "se", "verdict", "higher_mean"])
+                         "se": None if math.isnan(se) else round(se, 4), "verdict": verdict, "higher_mean": diff > 0,
+                         "_diffs": diffs})
+    frame = pd.DataFrame(rows, columns=["task", "vs", "seeds", "diff", "se", "verdict", "higher_mean", "_diffs"])
+    if pooled and frame["task"].nunique() > 1:
+        # every (task, seed) pair of every task: more power than any single task, same paired logic
+        extra = []
+        for other in dict.fromkeys(frame["vs"]):
+            diffs = np.concatenate(list(frame[frame["vs"] == other]["_diffs"]))
+            diff = float(diffs.mean())
+            se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+            verdict = "same" if np.all(diffs == 0) else ("better" if diff > 0 else "worse") if se > 0 and abs(diff) > 2 * se else "tie"
+            extra.append({"task": POOLED, "vs": other, "seeds": len(diffs), "diff": round(diff, 4),
+                          "se": None if math.isnan(se) else round(se, 4), "verdict": verdict, "higher_mean": diff > 0, "_diffs": diffs})
+        frame = pd.concat([frame, pd.DataFrame(extra, columns=frame.columns)], ignore_index=True)
+    return frame.drop(columns="_diffs")
+
+
+def choose_on_dev(table: pd.DataFrame, metric: str = "dev_mcc") -> pd.DataFrame:
+    """Per task and method of a group that varies a setting: the setting with the highest mean dev metric.
+
+    This is how a grid such as ``vary: {train.lr: [...]}`` selects a hyper-parameter honestly (on dev,
+    never on test); the test metric of the chosen setting is shown next to it for reference.
+    """
+    done = table[(table["status"] == "done") & table[metric].notna() & (table["setting"].fillna("") != "")]
+    rows = []
+    for (task, method), here in done.groupby(["task", "method"], sort=False):
+        stats = here.groupby("setting", sort=False).agg(dev=(metric, "mean"), test=("test_mcc", "mean"), n=("seed", "nunique"))
+        best = stats["dev"].idxmax()
+        rows.append({"task": task, "method": method, "chosen": best, f"mean {metric}": round(float(stats.loc[best, "dev"]), 4),
+                     "mean test_mcc": round(float(stats.loc[best, "test"]), 4), "seeds": int(stats.loc[best, "n"]),
+                     "settings tried": len(stats)})
+    return pd.DataFrame(rows, columns=["task", "method", "chosen", f"mean {metric}", "mean test_mcc", "seeds", "settings tried"])
 
 
 def hardware() -> dict[str, Any]:
@@ -1116,10 +1160,16 @@ def write_report(study: Study, table: pd.DataFrame) -> Path:
             add("")
         variants = list(dict.fromkeys(sub[x]))
         keyed = sub.rename(columns={x: "_x"}).assign(method=lambda d: d["_x"])
-        for metric in ("test_mcc", "test_auroc"):
-            add(f"**{metric.replace('_', ' ')}** (mean ± std over seeds)")
+        for metric in ("test_mcc", "test_auroc", "dev_mcc"):
+            add(f"**{metric.replace('_', ' ')}** (mean ± std over seeds)" + (" — the selection metric" if metric == "dev_mcc" else ""))
             add("")
             add(markdown_table(pivot_text(keyed, metric, variants, tasks)))
+        if neural["setting"].nunique() > 1:
+            chosen = choose_on_dev(sub[sub["kind"] == "train"])
+            if not chosen.empty:
+                add("Chosen on dev (highest mean dev MCC over seeds; test MCC of that setting for reference):")
+                add("")
+                add(markdown_table(chosen))
         params = sub[sub["status"] == "done"].groupby(x, sort=False).agg(
             trainable=("trainable_params", "median"), percent=("trainable_percent", "median"),
             exported=("exported_params", "median"), steps=("steps", "median"),
@@ -1138,15 +1188,20 @@ def write_report(study: Study, table: pd.DataFrame) -> Path:
         if "ars" in methods and x == "method":
             others = [m for m in ("lora", "adalora") if m in methods]
             if others:
-                comp = compare_methods(sub, "ars", others, group=group)
-                if not comp.empty:
-                    add("ARS minus LoRA / AdaLoRA, test MCC, paired by seed on the seeds both finished (`se`: standard error of the paired differences; `better`/`worse`: beyond 2 se; `same`: identical on every seed):")
+                for metric in ("test_mcc", "test_auroc"):
+                    comp = compare_methods(sub, "ars", others, metric=metric, group=group)
+                    if comp.empty:
+                        continue
+                    name = metric.replace("test_", "test ").replace("mcc", "MCC").replace("auroc", "AUROC")
+                    add(f"ARS minus LoRA / AdaLoRA, {name}, paired by seed on the seeds both finished (`se`: standard error of the paired differences; `better`/`worse`: beyond 2 se; `same`: identical on every seed):")
                     add("")
                     add(markdown_table(comp))
-                    wins = comp.groupby("vs")["higher_mean"].agg(["sum", "count"])
+                    per_task = comp[comp["task"] != POOLED]
+                    wins = per_task.groupby("vs")["higher_mean"].agg(["sum", "count"])
                     for vs, row in wins.iterrows():
-                        add(f"- ARS has the higher mean test MCC than {vs} on {int(row['sum'])} of {int(row['count'])} tasks "
-                            f"(clearly better on {int(((comp['vs'] == vs) & (comp['verdict'] == 'better')).sum())}, clearly worse on {int(((comp['vs'] == vs) & (comp['verdict'] == 'worse')).sum())}).")
+                        mine = per_task[per_task["vs"] == vs]
+                        add(f"- ARS has the higher mean {name} than {vs} on {int(row['sum'])} of {int(row['count'])} tasks "
+                            f"(clearly better on {int((mine['verdict'] == 'better').sum())}, clearly worse on {int((mine['verdict'] == 'worse').sum())}).")
                     add("")
     # the main comparison: a grid named "main", else the first grid compared by method with a neural method
     neural_groups = [g for g in method_groups if (table[(table["group"] == g)]["kind"] == "train").any()]

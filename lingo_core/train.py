@@ -193,6 +193,24 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, wor
     return [shard[i : i + batch_size] for i in range(0, len(shard), batch_size)]
 
 
+LAMBDA_PARAMETER = ".lora_E."  # peft's name for the singular values of AdaLoRA/ARS adapters
+
+
+def optimizer_param_groups(model: torch.nn.Module, lr: float, lambda_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """The trainable parameters as AdamW groups: the singular values lambda at ``lr * lambda_lr_scale``.
+
+    One group when the scale is 1. The learning-rate schedule multiplies every group's lr alike.
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if lambda_lr_scale == 1.0:
+        return [{"params": [p for _, p in trainable], "lr": lr}]
+    lambdas = [p for n, p in trainable if LAMBDA_PARAMETER in n]
+    if not lambdas:
+        raise ValueError("adapter.lambda_lr_scale is set but the model has no trainable singular values (lora_E)")
+    others = [p for n, p in trainable if LAMBDA_PARAMETER not in n]
+    return [{"params": others, "lr": lr}, {"params": lambdas, "lr": lr * lambda_lr_scale}]
+
+
 def steps_per_epoch(n_train: int, batch_size: int, grad_accum: int, world: int) -> int:
     batches = math.ceil(math.ceil(n_train / world) / batch_size)
     return max(1, math.ceil(batches / grad_accum))
@@ -321,8 +339,9 @@ class Trainer:
         pad_id = prepared.loaded.tokenizer.pad_token_id
         device = accelerator.device
 
-        params = [p for p in adapted.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        groups = optimizer_param_groups(adapted.model, tcfg.lr, cfg.adapter.lambda_lr_scale)
+        params = [p for group in groups for p in group["params"]]
+        optimizer = torch.optim.AdamW(groups, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
         warmup = int(round(tcfg.warmup_ratio * self.total_step))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_warmup_decay(warmup, self.total_step))
         model, optimizer = accelerator.prepare(adapted.model, optimizer)

@@ -32,6 +32,7 @@ def test_overrides_are_typed_and_nested(tmp_path):
         ("adapter.method=qlora", "adapter.method must be one of"),
         ("adapter.reintroduce_rate=1.5", "reintroduce_rate must be in"),
         ("adapter.target_r=16", "target_r .* must not exceed"),
+        ("adapter.lambda_lr_scale=0", "lambda_lr_scale must be > 0"),
         ("encoding.prefix=Sequence only", "must be 'paper', 'rich', 'none' or a template"),
         ("nosection", "must look like dotted.key=value"),
     ],
@@ -39,6 +40,12 @@ def test_overrides_are_typed_and_nested(tmp_path):
 def test_bad_config_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_lambda_lr_scale_is_only_for_svd_adapters():
+    with pytest.raises(ConfigError, match="applies only to the singular values of adalora/ars"):
+        load_config(None, ["adapter.method=lora", "adapter.lambda_lr_scale=10"])
+    assert load_config(None, ["adapter.method=ars", "adapter.lambda_lr_scale=10"]).adapter.lambda_lr_scale == 10.0
 
 
 def test_invalid_yaml_names_the_file(tmp_path):

@@ -16,7 +16,10 @@ from lingo_core.study import (
     TABLE_COLUMNS,
     StudyError,
     StudyInterrupted,
+    POOLED,
     build_table,
+    choose_on_dev,
+    compare_methods,
     expand,
     kmer_logistic_regression,
     load_study,
@@ -77,6 +80,14 @@ def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
         assert cell.config["train"]["seed"] == cell.seed
     # ids are stable: expanding again gives the same cells
     assert [c.cell_id for c in expand(study)] == [c.cell_id for c in cells]
+    # a key added later (adapter.lambda_lr_scale) leaves ids alone at its neutral default, not otherwise
+    spec = _spec(tmp_path, Path("/nonexistent-model"))
+    spec["base"]["adapter"]["lambda_lr_scale"] = 1.0
+    assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
+    spec["base"]["adapter"]["lambda_lr_scale"] = 4.0
+    spec["methods"]["lora"]["adapter"]["lambda_lr_scale"] = 1.0  # (lora rejects any other value)
+    changed = {c.cell_id for c in expand(load_study(spec=spec)) if c.method == "ars"}
+    assert not changed & {c.cell_id for c in cells}
 
 
 def test_axes_sets_profiles_and_order(tmp_path):
@@ -138,6 +149,48 @@ def test_committed_study_files_expand():
     assert all(c.config["data"]["max_train"] is None for c in full if c.kind == "train")
     assert {"gue/EMP/H3K36me3", "gue/prom_300_tata"} <= {c.task for c in full if "main" in c.groups}
     assert len(expand(load_study(SMOKE))) > 0
+
+
+# -- report pieces -------------------------------------------------------------------------------
+
+
+def _rows(**columns) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    return pd.DataFrame({"status": ["done"] * n, "setting": [""] * n, **columns})
+
+
+def test_paired_comparison_per_task_and_pooled_over_tasks():
+    # ARS beats LoRA by exactly 0.1 on every seed of task a and 0.05 on task b; equals AdaLoRA on task a
+    table = _rows(
+        task=["a"] * 9 + ["b"] * 6,
+        method=["ars", "lora", "adalora"] * 3 + ["ars", "lora"] * 3,
+        seed=[0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 1, 1, 2, 2],
+        test_mcc=[0.5, 0.4, 0.5, 0.6, 0.5, 0.6, 0.3, 0.2, 0.3, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2],
+    )
+    comp = compare_methods(table, "ars", ["lora", "adalora"]).set_index(["task", "vs"])
+    assert comp.loc[("a", "lora"), "diff"] == pytest.approx(0.1) and comp.loc[("a", "adalora"), "verdict"] == "same"
+    assert comp.loc[("b", "lora"), "seeds"] == 3 and comp.loc[("b", "lora"), "diff"] == pytest.approx(0.05)
+    pooled = comp.loc[(POOLED, "lora")]
+    assert pooled["seeds"] == 6 and pooled["diff"] == pytest.approx(0.075)
+    assert pooled["verdict"] == "better"  # six positive paired differences with a small spread
+    assert (POOLED, "adalora") in comp.index and comp.loc[(POOLED, "adalora"), "seeds"] == 3
+    # one task: no pooled row
+    assert POOLED not in set(compare_methods(table[table["task"] == "a"], "ars", ["lora"])["task"])
+
+
+def test_choose_on_dev_picks_the_best_mean_dev_metric_never_test():
+    table = _rows(
+        task=["t"] * 8,
+        method=["lora"] * 4 + ["ars"] * 4,
+        seed=[0, 1, 0, 1] * 2,
+        setting=["train.lr=0.001", "train.lr=0.001", "train.lr=0.004", "train.lr=0.004"] * 2,
+        dev_mcc=[0.30, 0.40, 0.00, 0.10, 0.20, 0.20, 0.35, 0.30],
+        test_mcc=[0.10, 0.10, 0.90, 0.90, 0.50, 0.50, 0.40, 0.40],  # test would pick the other setting
+    )
+    chosen = choose_on_dev(table).set_index("method")
+    assert chosen.loc["lora", "chosen"] == "train.lr=0.001" and chosen.loc["lora", "mean dev_mcc"] == pytest.approx(0.35)
+    assert chosen.loc["ars", "chosen"] == "train.lr=0.004" and chosen.loc["ars", "mean test_mcc"] == pytest.approx(0.40)
+    assert chosen.loc["ars", "seeds"] == 2 and chosen.loc["ars", "settings tried"] == 2
 
 
 # -- running -------------------------------------------------------------------------------------

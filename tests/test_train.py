@@ -96,6 +96,33 @@ def test_ars_with_rho_zero_makes_the_same_masks_as_peft_adalora(tiny_bert_dir, t
             np.testing.assert_allclose(ra["lambdas"][module], rb["lambdas"][module], atol=1e-6)
 
 
+def test_lambda_lr_scale_puts_the_singular_values_in_their_own_group_and_they_move_faster(tiny_bert_dir, tmp_path):
+    from lingo_core.adapters import build_adapter
+    from lingo_core.config import AdapterConfig, ModelConfig
+    from lingo_core.models import load_model
+    from lingo_core.train import optimizer_param_groups
+
+    loaded = load_model(ModelConfig(name=str(tiny_bert_dir)), 2)
+    adapted = build_adapter(loaded, AdapterConfig(method="adalora", init_r=4, target_r=2, tinit=1, tfinal=2, deltaT=2), total_step=10, seed=0)
+    trainable = {id(p) for p in adapted.model.parameters() if p.requires_grad}
+    lambdas = {id(p) for n, p in adapted.model.named_parameters() if ".lora_E." in n}
+    one = optimizer_param_groups(adapted.model, 1e-3)
+    assert len(one) == 1 and {id(p) for p in one[0]["params"]} == trainable
+    others, lam = optimizer_param_groups(adapted.model, 1e-3, 10.0)
+    assert {id(p) for p in lam["params"]} == lambdas and lam["lr"] == pytest.approx(1e-2) and others["lr"] == 1e-3
+    assert {id(p) for p in others["params"]} == trainable - lambdas
+
+    # end to end: with the scale, the singular values end up larger (same seed, same data, same steps)
+    def max_lambda(run_dir):
+        last = runs.load_run(run_dir).ranks()[0]  # before pruning has zeroed most of them
+        return max(max(v) for v in last["lambdas"].values())
+
+    base = train(tiny_config(tiny_bert_dir, tmp_path / "1", "adalora"))
+    scaled = train(tiny_config(tiny_bert_dir, tmp_path / "10", "adalora", adapter={"lambda_lr_scale": 10.0}))
+    assert max_lambda(scaled) > 3 * max_lambda(base)
+    assert yaml.safe_load((scaled / "config.yaml").read_text())["adapter"]["lambda_lr_scale"] == 10.0
+
+
 def test_same_seed_same_masks_and_other_seed_other_masks(tiny_bert_dir, tmp_path):
     first = runs.load_run(train(tiny_config(tiny_bert_dir, tmp_path / "1", "ars", adapter={"reintroduce_rate": 0.3}))).ranks()
     second = runs.load_run(train(tiny_config(tiny_bert_dir, tmp_path / "2", "ars", adapter={"reintroduce_rate": 0.3}))).ranks()
