@@ -1176,7 +1176,9 @@ def write_report(study: Study, table: pd.DataFrame) -> Path:
             wall_s=("wall_time_s", "mean"), seeds=("seed", "nunique"),
         ).reset_index()
         if not params.empty:
-            params["percent"] = params["percent"].map(lambda v: f"{v:.3f}")
+            params["percent"] = params["percent"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+            for column in ("trainable", "exported", "steps"):
+                params[column] = params[column].map(lambda v: "" if pd.isna(v) else f"{int(round(v)):,}")
             params["wall_s"] = params["wall_s"].map(lambda v: f"{v:.0f}")
             add("Parameters (median over cells; `trainable`: during training, `exported`: in the saved adapter after rank pruning) and mean wall time per cell:")
             add("")
@@ -1185,6 +1187,18 @@ def write_report(study: Study, table: pd.DataFrame) -> Path:
         if fig is not None:
             add(f"![{group}](figures/{fig.name})")
             add("")
+        if "ars" in methods and x == "variant" and varying == ["setting"] and {"adalora", "lora"} & set(methods):
+            # the same setting for ARS and its reference method(s): compare them setting by setting
+            rows = []
+            for setting in dict.fromkeys(sub["setting"]):
+                here = sub[sub["setting"] == setting]
+                for metric in ("test_mcc", "test_auroc"):
+                    comp = compare_methods(here, "ars", [m for m in ("lora", "adalora") if m in methods], metric=metric, pooled=False)
+                    rows.extend({"setting": setting, "metric": metric, **r} for r in comp.drop(columns="higher_mean").to_dict("records"))
+            if rows:
+                add("ARS minus the reference method at the same setting, paired by seed (`better`/`worse`: beyond 2 se):")
+                add("")
+                add(markdown_table(pd.DataFrame(rows)))
         if "ars" in methods and x == "method":
             others = [m for m in ("lora", "adalora") if m in methods]
             if others:

@@ -197,7 +197,10 @@ def test_choose_on_dev_picks_the_best_mean_dev_metric_never_test():
 
 
 def test_tiny_study_end_to_end_table_report_and_resume(tiny_bert_dir, tmp_path):
-    study = load_study(spec=_spec(tmp_path, tiny_bert_dir))
+    spec = _spec(tmp_path, tiny_bert_dir)
+    # a setting varied for ARS and its reference method: compared setting by setting in the report
+    spec["grids"].append({"name": "pair", "tasks": ["demo/motifs"], "methods": ["lora", "ars"], "seeds": [0, 1], "vary": {"train.lr": [0.003, 0.01]}})
+    study = load_study(spec=spec)
     messages: list[str] = []
     path = run_study(study, log=messages.append)
     table = pd.read_csv(path)
@@ -215,7 +218,8 @@ def test_tiny_study_end_to_end_table_report_and_resume(tiny_bert_dir, tmp_path):
     assert ars["exported_params"].lt(ars["trainable_params"]).all()  # pruned to target_r on export
     assert len(table[table["group"] == "rho"]) == 2
     report = (study.output_dir / "report.md").read_text()
-    for needle in ("## main", "## rho", "ARS minus LoRA", "figures/main_mcc.png", "figures/pareto_trainable_vs_mcc.png", "figures/rank_patterns.png"):
+    for needle in ("## main", "## rho", "ARS minus LoRA", "figures/main_mcc.png", "figures/pareto_trainable_vs_mcc.png", "figures/rank_patterns.png",
+                   "**dev mcc**", "Chosen on dev", "ARS minus the reference method at the same setting", "| train.lr=0.01 | test_mcc | demo/motifs | lora | 2 |"):
         assert needle in report, needle
     for name in ("main_mcc.png", "rho_mcc.png", "pareto_trainable_vs_mcc.png", "rank_patterns.png", "rank_dynamics_ars.png"):
         assert (study.output_dir / "figures" / name).stat().st_size > 1000, name
