@@ -826,6 +826,20 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _paired_row(task: str, other: str, diffs: np.ndarray) -> dict[str, Any]:
+    """Mean paired difference, its standard error and the verdict (see :func:`compare_methods`)."""
+    diff = float(diffs.mean())
+    se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+    if np.all(diffs == 0):
+        verdict = "same"
+    elif len(diffs) > 1 and se > 0 and abs(diff) > 2 * se:
+        verdict = "better" if diff > 0 else "worse"
+    else:
+        verdict = "tie"
+    return {"task": task, "vs": other, "seeds": len(diffs), "diff": round(diff, 4),
+            "se": None if math.isnan(se) else round(se, 4), "verdict": verdict, "higher_mean": diff > 0, "_diffs": diffs}
+
+
 def compare_methods(
     table: pd.DataFrame, method: str, others: Sequence[str], metric: str = "test_mcc", group: Optional[str] = None, pooled: bool = True
 ) -> pd.DataFrame:
@@ -848,32 +862,15 @@ def compare_methods(
         for other in others:
             b = here[here["method"] == other].drop_duplicates("seed").set_index("seed")[metric]
             seeds = sorted(set(a.index) & set(b.index))
-            if not seeds:
-                continue
-            diffs = np.array([a[s] - b[s] for s in seeds], dtype=float)
-            diff = float(diffs.mean())
-            se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
-            if np.all(diffs == 0):
-                verdict = "same"
-            elif len(diffs) > 1 and se > 0 and abs(diff) > 2 * se:
-                verdict = "better" if diff > 0 else "worse"
-            else:
-                verdict = "tie"
-            rows.append({"task": task, "vs": other, "seeds": len(seeds), "diff": round(diff, 4),
-                         "se": None if math.isnan(se) else round(se, 4), "verdict": verdict, "higher_mean": diff > 0,
-                         "_diffs": diffs})
-    frame = pd.DataFrame(rows, columns=["task", "vs", "seeds", "diff", "se", "verdict", "higher_mean", "_diffs"])
+            if seeds:
+                rows.append(_paired_row(task, other, np.array([a[s] - b[s] for s in seeds], dtype=float)))
+    columns = ["task", "vs", "seeds", "diff", "se", "verdict", "higher_mean", "_diffs"]
+    frame = pd.DataFrame(rows, columns=columns)
     if pooled and frame["task"].nunique() > 1:
         # every (task, seed) pair of every task: more power than any single task, same paired logic
-        extra = []
-        for other in dict.fromkeys(frame["vs"]):
-            diffs = np.concatenate(list(frame[frame["vs"] == other]["_diffs"]))
-            diff = float(diffs.mean())
-            se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
-            verdict = "same" if np.all(diffs == 0) else ("better" if diff > 0 else "worse") if se > 0 and abs(diff) > 2 * se else "tie"
-            extra.append({"task": POOLED, "vs": other, "seeds": len(diffs), "diff": round(diff, 4),
-                          "se": None if math.isnan(se) else round(se, 4), "verdict": verdict, "higher_mean": diff > 0, "_diffs": diffs})
-        frame = pd.concat([frame, pd.DataFrame(extra, columns=frame.columns)], ignore_index=True)
+        extra = [_paired_row(POOLED, other, np.concatenate(list(frame[frame["vs"] == other]["_diffs"])))
+                 for other in dict.fromkeys(frame["vs"])]
+        frame = pd.concat([frame, pd.DataFrame(extra, columns=columns)], ignore_index=True)
     return frame.drop(columns="_diffs")
 
 
@@ -1210,22 +1207,24 @@ def write_report(study: Study, table: pd.DataFrame) -> Path:
                 add("ARS minus the reference method at the same setting, paired by seed (`better`/`worse`: beyond 2 se):")
                 add("")
                 add(markdown_table(pd.DataFrame(rows)))
-        if "ars" in methods and x == "method":
-            others = [m for m in ("lora", "adalora") if m in methods]
-            if others:
+        ars_labels = [m for m in methods if m == "ars" or m.startswith("ars_")]  # ARS and its variants
+        others = [m for m in ("lora", "adalora") if m in methods]
+        if ars_labels and others and x == "method":
+            for ars_label in ars_labels:
                 for metric in ("test_mcc", "test_auroc"):
-                    comp = compare_methods(sub, "ars", others, metric=metric, group=group)
+                    comp = compare_methods(sub, ars_label, others, metric=metric, group=group)
                     if comp.empty:
                         continue
                     name = metric.replace("test_", "test ").replace("mcc", "MCC").replace("auroc", "AUROC")
-                    add(f"ARS minus LoRA / AdaLoRA, {name}, paired by seed on the seeds both finished (`se`: standard error of the paired differences; `better`/`worse`: beyond 2 se; `same`: identical on every seed):")
+                    who = "ARS" if ars_label == "ars" else f"`{ars_label}`"
+                    add(f"{who} minus LoRA / AdaLoRA, {name}, paired by seed on the seeds both finished (`se`: standard error of the paired differences; `better`/`worse`: beyond 2 se; `same`: identical on every seed):")
                     add("")
                     add(markdown_table(comp))
                     per_task = comp[comp["task"] != POOLED]
                     wins = per_task.groupby("vs")["higher_mean"].agg(["sum", "count"])
                     for vs, row in wins.iterrows():
                         mine = per_task[per_task["vs"] == vs]
-                        add(f"- ARS has the higher mean {name} than {vs} on {int(row['sum'])} of {int(row['count'])} tasks "
+                        add(f"- {who} has the higher mean {name} than {vs} on {int(row['sum'])} of {int(row['count'])} tasks "
                             f"(clearly better on {int((mine['verdict'] == 'better').sum())}, clearly worse on {int((mine['verdict'] == 'worse').sum())}).")
                     add("")
     # the main comparison: a grid named "main", else the first grid compared by method with a neural method
