@@ -249,15 +249,17 @@ def _slug(text: str) -> str:
 
 def _identity(config: dict[str, Any], baseline: Optional[dict[str, Any]]) -> str:
     ident = copy.deepcopy(config)
+
+    def parent(path: tuple[str, ...]) -> dict[str, Any]:
+        node = ident
+        for part in path[:-1]:
+            node = node.get(part, {})
+        return node
+
     for path in _VOLATILE:
-        node = ident
-        for part in path[:-1]:
-            node = node.get(part, {})
-        node.pop(path[-1], None)
+        parent(path).pop(path[-1], None)
     for path, neutral in _NEUTRAL_DEFAULTS.items():
-        node = ident
-        for part in path[:-1]:
-            node = node.get(part, {})
+        node = parent(path)
         if path[-1] in node and node[path[-1]] == neutral:
             node.pop(path[-1])
     if baseline:  # a baseline depends only on its data and its own settings (it is deterministic)

@@ -34,6 +34,7 @@ import torch
 
 from . import runs
 from .adapters import build_adapter, short_module_name
+from .adapters.adalora import LAMBDA_PARAMETER
 from .config import LingoConfig, config_from_dict, save_config
 from .data import TaskData, load_task
 from .encoding import SequenceEncoder, warn_truncation
@@ -191,9 +192,6 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, wor
     order = torch.randperm(n, generator=generator).numpy()
     shard = order[rank::world]
     return [shard[i : i + batch_size] for i in range(0, len(shard), batch_size)]
-
-
-LAMBDA_PARAMETER = ".lora_E."  # peft's name for the singular values of AdaLoRA/ARS adapters
 
 
 def optimizer_param_groups(model: torch.nn.Module, lr: float, lambda_lr_scale: float = 1.0) -> list[dict[str, Any]]:

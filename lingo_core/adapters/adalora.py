@@ -10,6 +10,8 @@ from ..config import AdapterConfig
 from .base import short_module_name
 from .lora import PeftAdapted, peft_common_kwargs
 
+LAMBDA_PARAMETER = ".lora_E."  # peft's name for the singular values of AdaLoRA/ARS adapters
+
 
 def resolve_schedule(cfg: AdapterConfig, total_step: int) -> tuple[int, int]:
     """``tinit``/``tfinal`` in steps (floats in (0, 1) are fractions of ``total_step``), checked."""
@@ -120,7 +122,7 @@ class AdaLoRA(PeftAdapted):
 
     def lora_e(self) -> dict[str, torch.nn.Parameter]:
         """The singular values, keyed like peft's rank patterns (names inside the tuner's model)."""
-        return {n: p for n, p in self.tuner.model.named_parameters() if ".lora_E." in n}
+        return {n: p for n, p in self.tuner.model.named_parameters() if LAMBDA_PARAMETER in n}
 
     def rank_pattern(self) -> Optional[dict[str, list[bool]]]:
         pattern = self.peft_config.rank_pattern
