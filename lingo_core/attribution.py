@@ -36,7 +36,7 @@ import torch
 from .data import clean_sequence
 from .encoding import PROMPT, SEQUENCE, EncodedSequence
 from .predict import Predictor, load_predictor
-from .train import logits_to_probs
+from .inference import logits_to_probs
 
 BASES = "ACGT"
 BASELINES = ("pad", "N")
@@ -571,7 +571,7 @@ def run_cli(args: Any) -> int:
     if args.csv:
         print(f"wrote {save_csv(results, args.csv)}", file=sys.stderr)
     if args.html:
-        from .plots_attribution import write_html
+        from .plots.attribution import write_html
 
         print(f"wrote {write_html(results, args.html)}", file=sys.stderr)
     return 0

@@ -50,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .loading import evaluate_run
+    from .inference import evaluate_run
 
     results = evaluate_run(args.run_dir, tuple(args.splits))
     print(json.dumps(results, indent=2))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
@@ -75,37 +76,85 @@ class ModelConfig:
     dtype: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16", "float16"
 
 
+class ConfigWarning(UserWarning):
+    """A config used an old key name; it was read with the new one (the message says which)."""
+
+
 @dataclass
 class AdapterConfig:
-    """Parameter-efficient method and its budget.
+    """The parameter-efficient method and one settings section per registered method.
 
-    ``method`` is one of ``lora``, ``adalora``, ``ars``, ``head`` and ``full``. For ``lora``,
-    ``r`` is the rank. For ``adalora``/``ars`` the rank budget starts at ``init_r`` per module and
-    shrinks on a cubic schedule to ``target_r`` between ``tinit`` and ``total_step - tfinal``.
+    ``method`` names a method of :mod:`lingo_core.adapters` (``lora``, ``adalora``, ``ars``,
+    ``head``, ``full`` or one registered by you). Each method with settings has its own section,
+    ``adapter.<method>``; a method reads its own section and those of the methods it extends
+    (``ars`` reads ``lora``, ``adalora`` and ``ars``). Sections are attributes:
+    ``cfg.adapter.adalora.init_r``.
     """
 
     method: str = "ars"
-    r: int = 8  # LoRA rank
-    init_r: int = 8
-    target_r: int = 4
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: Optional[list[str]] = None  # None: the architecture's q/k/v/fc1/fc2 equivalents
-    tinit: Union[int, float] = 0.1  # int: steps; float in (0, 1): fraction of total steps
-    tfinal: Union[int, float] = 0.2
-    deltaT: int = 10
-    beta1: float = 0.85
-    beta2: float = 0.85
-    orth_reg_weight: float = 0.5
-    # Adaptive rank sampling (method="ars")
-    reintroduce_rate: float = 0.1  # rho: share of the budget filled by sampling outside the top-b
-    temperature: Union[float, str] = 1.0  # tau for p ~ exp(z-score / tau), or "uniform"
-    reintroduce: str = "restore"  # "restore" the last non-zero lambda, or "regrow" from its current value
-    rho_decay: bool = True  # rho decays linearly to 0 by the end of the budget schedule
-    mode: str = "sampling"  # "sampling" (this project) or "paper" (published code's coin flips)
-    # AdaLoRA/ARS: learning-rate multiplier for the singular values lambda (they start at 0 and move
-    # by about lr per step, so on short budgets the SVD adapters barely change the model)
-    lambda_lr_scale: float = 1.0
+    sections: dict[str, Any] = field(default_factory=dict)  # section name -> settings dataclass instance
+
+    def __post_init__(self) -> None:
+        for name, cls in _settings_classes().items():
+            if name not in self.sections:
+                self.sections[name] = cls()
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"AdapterConfig has no attribute or section {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method}
+        for name, settings in self.sections.items():
+            out[name] = dataclasses.asdict(settings)
+        return out
+
+    def used_sections(self) -> list[str]:
+        """The sections this config's method reads, base first."""
+        from .adapters import sections_of
+
+        return sections_of(self.method)
+
+
+def _settings_classes() -> dict[str, type]:
+    from .adapters import settings_classes  # registers the built-in methods (no torch import)
+
+    return settings_classes()
+
+
+def _build_adapter(values: dict[str, Any], prefix: str) -> AdapterConfig:
+    """Parse ``adapter``: ``method`` plus one section per method; old flat keys are moved into their
+    section with a :class:`ConfigWarning` (``adapter.init_r`` -> ``adapter.adalora.init_r``)."""
+    classes = _settings_classes()
+    values = dict(values)
+    method = values.pop("method", AdapterConfig.method)
+    sections_in: dict[str, dict[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in classes:
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{prefix}.{key}: expected a mapping of {key} settings, got {value!r}")
+            sections_in[key] = dict(value or {})
+        else:
+            flat[key] = value
+    owner = {f.name: name for name, cls in classes.items() for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in flat if k not in owner)
+    if unknown:
+        valid = ["method"] + [f"{name}.{f.name}" for name, cls in classes.items() for f in dataclasses.fields(cls)]
+        raise ConfigError(f"unknown config key(s) {[f'{prefix}.{k}' for k in unknown]}; valid keys under '{prefix}': {valid}")
+    for key, value in flat.items():
+        sections_in.setdefault(owner[key], {})[key] = value
+    if flat:
+        renamed = ", ".join(f"{prefix}.{k} -> {prefix}.{owner[k]}.{k}" for k in flat)
+        warnings.warn(
+            f"renamed config keys were read with their new names ({renamed}); rename them in the config file",
+            ConfigWarning,
+            stacklevel=4,
+        )
+    sections = {name: _build(cls, sections_in.get(name, {}), f"{prefix}.{name}") for name, cls in classes.items()}
+    return AdapterConfig(method=_coerce(method, str, f"{prefix}.method"), sections=sections)
 
 
 @dataclass
@@ -142,7 +191,13 @@ class LingoConfig:
     run_name: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in out.items():
+            if isinstance(value, AdapterConfig):
+                out[name] = value.to_dict()
+            elif dataclasses.is_dataclass(value):
+                out[name] = dataclasses.asdict(value)
+        return out
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -169,6 +224,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        if annotation is AdapterConfig:
+            return _build_adapter(value, key)
         return _build(annotation, value, key)
     if origin is list:
         (item_type,) = get_args(annotation)
@@ -297,31 +354,19 @@ def save_config(cfg: LingoConfig) -> str:
 def validate_config(cfg: LingoConfig) -> None:
     """Check value ranges and choices; raise :class:`ConfigError` with the key and the fix."""
     a, t, e, d = cfg.adapter, cfg.train, cfg.encoding, cfg.data
-    methods = ("lora", "adalora", "ars", "head", "full")
-    _choice("adapter.method", a.method, methods)
-    _choice("adapter.reintroduce", a.reintroduce, ("restore", "regrow"))
-    _choice("adapter.mode", a.mode, ("sampling", "paper"))
+    from .adapters import method_names
+
+    _choice("adapter.method", a.method, tuple(method_names()))
+    for name, settings in a.sections.items():
+        check = getattr(settings, "validate", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as exc:
+                raise ConfigError(f"adapter.{name}.{exc}") from None
     _choice("encoding.sequence", e.sequence, ("native", "nucleotide", "kmer"))
     _choice("data.iupac", d.iupac, ("n", "reject"))
     _choice("data.duplicates", d.duplicates, ("report", "remove"))
-    if not 0.0 <= a.reintroduce_rate < 1.0:
-        raise ConfigError(f"adapter.reintroduce_rate must be in [0, 1), got {a.reintroduce_rate}")
-    if isinstance(a.temperature, str) and a.temperature != "uniform":
-        raise ConfigError(f"adapter.temperature must be a positive number or 'uniform', got {a.temperature!r}")
-    if isinstance(a.temperature, float) and a.temperature <= 0:
-        raise ConfigError(f"adapter.temperature must be > 0, got {a.temperature}")
-    if not a.lambda_lr_scale > 0:
-        raise ConfigError(f"adapter.lambda_lr_scale must be > 0, got {a.lambda_lr_scale}")
-    if a.lambda_lr_scale != 1.0 and a.method not in ("adalora", "ars"):
-        raise ConfigError(
-            f"adapter.lambda_lr_scale={a.lambda_lr_scale} applies only to the singular values of adalora/ars "
-            f"adapters; method is {a.method!r}: remove the setting or use method adalora or ars"
-        )
-    if a.target_r > a.init_r:
-        raise ConfigError(f"adapter.target_r ({a.target_r}) must not exceed adapter.init_r ({a.init_r})")
-    for name in ("r", "init_r", "target_r", "deltaT"):
-        if getattr(a, name) < 1:
-            raise ConfigError(f"adapter.{name} must be >= 1, got {getattr(a, name)}")
     if e.sequence == "kmer" and not 1 <= e.k <= 12:
         raise ConfigError(f"encoding.k must be between 1 and 12, got {e.k}")
     if e.prefix not in ("paper", "rich", "none") and "{sequence}" not in e.prefix:

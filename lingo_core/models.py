@@ -194,14 +194,28 @@ def _load_gguf(path: Path, num_labels: int, problem_type: str):
     return model, tokenizer
 
 
+def _empty_from_config(config, trust_remote_code: bool = False):
+    """The architecture of ``config`` with every weight on the meta device (nothing allocated)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForSequenceClassification
+
+    with init_empty_weights():
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+
+
 def load_model(
     cfg: ModelConfig,
     num_labels: int,
     multi_label: bool = False,
     encoding: Optional[EncodingConfig] = None,
+    empty: bool = False,
 ) -> LoadedModel:
-    """Load backbone + tokenizer with a fresh classification head of ``num_labels`` outputs."""
-    from transformers import AutoModelForSequenceClassification
+    """Load backbone + tokenizer with a fresh classification head of ``num_labels`` outputs.
+
+    ``empty=True`` builds the same architecture without loading weights (meta device): what a
+    plan needs to count adapted modules and parameters.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     # the fresh classification head is always reported as "newly initialised": expected, not news
@@ -212,26 +226,43 @@ def load_model(
         path = spec.locate()
         if path is None:
             raise ModelError(f"model '{cfg.name}' is not installed; install it with: {spec.install}")
-        if spec.loader == "gguf":
+        if spec.loader == "gguf" and empty:
+            config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, num_labels=num_labels)
+            config.problem_type = problem_type
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+            model = _empty_from_config(config)
+            tokenizer = _load_tokenizer(str(path.parent), False, gguf_file=path.name)
+            source = str(path)
+        elif spec.loader == "gguf":
             model, tokenizer = _load_gguf(path, num_labels, problem_type)
             source = str(path)
         else:
             source = str(path)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source, num_labels=num_labels, problem_type=problem_type
-            )
+            if empty:
+                model = _empty_from_config(AutoConfig.from_pretrained(source, num_labels=num_labels, problem_type=problem_type))
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    source, num_labels=num_labels, problem_type=problem_type
+                )
             tokenizer = _load_tokenizer(source, False)
     else:
         source = cfg.name
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         try:
             tokenizer = _load_tokenizer(source, cfg.trust_remote_code)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source,
-                num_labels=num_labels,
-                problem_type=problem_type,
-                trust_remote_code=cfg.trust_remote_code,
-            )
+            if empty:
+                config = AutoConfig.from_pretrained(
+                    source, num_labels=num_labels, problem_type=problem_type, trust_remote_code=cfg.trust_remote_code
+                )
+                model = _empty_from_config(config, cfg.trust_remote_code)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    source,
+                    num_labels=num_labels,
+                    problem_type=problem_type,
+                    trust_remote_code=cfg.trust_remote_code,
+                )
         except (OSError, ValueError) as exc:
             hint = (
                 "HF_HUB_OFFLINE=1 is set, so only the local cache is used"
@@ -253,7 +284,7 @@ def load_model(
     new_token_ids: list[int] = []
     if encoding is not None and encoding.sequence == "nucleotide":
         new_token_ids = add_nucleotide_tokens(tokenizer)
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=not empty)
 
     device, precision = resolve_device(cfg)
     return LoadedModel(model, tokenizer, family, source, new_token_ids, device, precision)

@@ -29,8 +29,8 @@ import torch
 
 from .data import DataError, clean_sequence
 from .data.validation import check_sequences
-from .loading import TrainedModel, load_trained
-from .train import logits_to_probs, predict_logits
+from .inference import TrainedModel, load_trained
+from .inference import logits_to_probs, predict_logits
 
 PathLike = Union[str, Path]
 AGGREGATIONS = ("mean", "max")

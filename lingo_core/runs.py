@@ -9,8 +9,10 @@ Layout of a run directory::
                       pruned, reintroduced (and rho, sampled for ars)
     data_report.json  what the data loader found: sizes, duplicates, IUPAC replacements, subsampling
     report.json       test metrics of the dev-selected checkpoint, parameter counts, wall time
-    adapter/          the dev-selected adapter (peft format for lora/adalora/ars)
+    adapter/          the dev-selected adapter (peft format for lora/adalora/ars, else
+                      trainable.safetensors) and lingo_adapter.json (method, format)
     checkpoint/       resumable full-rank state of the latest checkpoint (state.pt) + best.pt
+                      (both plain tensors and Python values: loaded with weights_only=True)
     CANCEL            present when a cancel was requested
     train.log         stdout/stderr of a run started in the background (the app's launcher)
 
@@ -25,10 +27,11 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
@@ -36,6 +39,8 @@ CONFIG, STATUS, METRICS, RANKS, REPORT = "config.yaml", "status.json", "metrics.
 DATA_REPORT, ADAPTER, CHECKPOINT, CANCEL = "data_report.json", "adapter", "checkpoint", "CANCEL"
 STATE_FILE, BEST_FILE = "state.pt", "best.pt"
 LOG = "train.log"
+EXPORT_INFO, TRAINABLE_WEIGHTS = "lingo_adapter.json", "trainable.safetensors"  # inside adapter/
+EXPORT_PEFT, EXPORT_TRAINABLE = "peft", "lingo-trainable"  # the two export formats
 STATES = ("queued", "running", "done", "failed", "cancelled")
 PathLike = Union[str, Path]
 
@@ -83,6 +88,41 @@ def atomic_torch_save(path: PathLike, obj: Any) -> None:
         raise
 
 
+def safe_torch_load(path: PathLike) -> Any:
+    """``torch.load`` that accepts only tensors and plain Python values (never runs code from a file)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise RunFileError(
+            f"{path} holds objects other than tensors and plain values, so it was not loaded (it could run code); "
+            f"only open checkpoints written by LINGO from people you trust ({str(exc).splitlines()[0]})"
+        ) from None
+
+
+class RunFileError(RuntimeError):
+    """A file inside a run directory is unsafe or unreadable."""
+
+
+# -- exported adapters (the adapter/ folder) --------------------------------------------------------
+def write_export_info(directory: PathLike, method: str, export_format: str) -> None:
+    """Say which method wrote an export and in which format (``peft`` or ``lingo-trainable``)."""
+    atomic_write_json(Path(directory) / EXPORT_INFO, {"method": method, "format": export_format})
+
+
+def read_export_info(directory: PathLike) -> Optional[dict[str, Any]]:
+    """``{"method", "format"}`` of an export folder, or None when there is no finished export."""
+    return _read_json(Path(directory) / EXPORT_INFO)
+
+
+def export_weights_path(directory: PathLike) -> Path:
+    """Where a non-peft export keeps its tensors."""
+    return Path(directory) / TRAINABLE_WEIGHTS
+
+
 def append_jsonl(path: PathLike, record: dict[str, Any]) -> None:
     """Append one JSON record as a single line (one ``write`` call, flushed)."""
     line = json.dumps(record, default=_json_default) + "\n"
@@ -122,7 +162,8 @@ def _read_json(path: Path) -> Optional[dict[str, Any]]:
         return None
 
 
-def _now() -> str:
+def now() -> str:
+    """The clock every run file uses: UTC, ISO 8601, to the second."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -174,7 +215,7 @@ class RunWriter:
         path.mkdir()
         writer = cls(path)
         atomic_write_text(path / CONFIG, config_yaml)
-        writer.set_status("queued", created=_now())
+        writer.set_status("queued", created=now())
         return writer
 
     def set_status(self, state: str, **fields: Any) -> dict[str, Any]:
@@ -185,7 +226,7 @@ class RunWriter:
         status = _read_json(self.path / STATUS) or {}
         status.update(fields)
         status["state"] = state
-        status["updated"] = _now()
+        status["updated"] = now()
         atomic_write_json(self.path / STATUS, status)
         return status
 
@@ -227,17 +268,56 @@ class RunWriter:
     def adapter_dir(self) -> Path:
         return self.path / ADAPTER
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.path / CHECKPOINT
+    def publish_export(self, write: Callable[[Path], None]) -> Path:
+        """Call ``write(folder)`` on a temporary folder, then move it into place as ``adapter/``."""
+        if not self.enabled:
+            return self.adapter_dir
+        tmp_dir = self.path / f".{ADAPTER}.tmp"
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+        write(tmp_dir)
+        if self.adapter_dir.exists():
+            shutil.rmtree(self.adapter_dir)
+        os.replace(tmp_dir, self.adapter_dir)
+        return self.adapter_dir
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        """The resumable checkpoint (``checkpoint/state.pt``), atomically."""
+        if self.enabled:
+            atomic_torch_save(self.path / CHECKPOINT / STATE_FILE, state)
+
+    def has_state(self) -> bool:
+        return (self.path / CHECKPOINT / STATE_FILE).exists()
+
+    def load_state(self) -> dict[str, Any]:
+        path = self.path / CHECKPOINT / STATE_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: this run has no checkpoint to resume from")
+        return safe_torch_load(path)
+
+    def save_best(self, best: dict[str, Any]) -> None:
+        """The dev-selected state so far (``checkpoint/best.pt``), atomically."""
+        if self.enabled:
+            atomic_torch_save(self.path / CHECKPOINT / BEST_FILE, best)
+
+    def load_best(self) -> Optional[dict[str, Any]]:
+        return Run(self.path).load_best()
 
     def cancel_requested(self) -> bool:
         return (self.path / CANCEL).exists()
 
+    def clear_cancel(self) -> None:
+        clear_cancel(self.path)
+
 
 def request_cancel(run_dir: PathLike) -> None:
     """Ask a queued or running run to stop; the trainer checks between steps."""
-    atomic_write_text(Path(run_dir) / CANCEL, _now())
+    atomic_write_text(Path(run_dir) / CANCEL, now())
+
+
+def clear_cancel(run_dir: PathLike) -> None:
+    """Withdraw a cancel request (before a resume, or a study cell that continues)."""
+    (Path(run_dir) / CANCEL).unlink(missing_ok=True)
 
 
 # -- reading (the API the app, predict and study use) -------------------------------------------
@@ -282,13 +362,61 @@ class Run:
     def data_report(self) -> Optional[dict[str, Any]]:
         return _read_json(self.path / DATA_REPORT)
 
-    @property
-    def adapter_dir(self) -> Path:
-        return self.path / ADAPTER
+    def typed_config(self):
+        """The run's config as a validated :class:`~lingo_core.config.LingoConfig` (old key names migrated)."""
+        from .config import config_from_dict
+
+        return config_from_dict(self.config)
 
     @property
-    def checkpoint_dir(self) -> Path:
-        return self.path / CHECKPOINT
+    def method(self) -> Optional[str]:
+        return (self.config.get("adapter") or {}).get("method")
+
+    @property
+    def task(self) -> Optional[str]:
+        return (self.config.get("data") or {}).get("task")
+
+    @property
+    def model_name(self) -> Optional[str]:
+        return (self.config.get("model") or {}).get("name")
+
+    @property
+    def total_step(self) -> Optional[int]:
+        """Optimizer steps of the run: from report.json, else from the live progress in status.json."""
+        report = self.report() or {}
+        if report.get("total_step"):
+            return int(report["total_step"])
+        progress = self.status.get("progress") or {}
+        return int(progress["total_step"]) if progress.get("total_step") else None
+
+    @property
+    def adapter_dir(self) -> Path:
+        """The exported adapter folder (peft's ``PeftModel.from_pretrained`` reads a peft export)."""
+        return self.path / ADAPTER
+
+    def export_info(self) -> Optional[dict[str, Any]]:
+        """``{"method", "format"}`` of the finished export, or None."""
+        return read_export_info(self.adapter_dir)
+
+    def load_best(self) -> Optional[dict[str, Any]]:
+        """The dev-selected state so far (tensors and plain values only), or None before the first dev evaluation."""
+        path = self.path / CHECKPOINT / BEST_FILE
+        return safe_torch_load(path) if path.exists() else None
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the run has weights to predict with: its export, or a best checkpoint so far."""
+        return self.has_adapter or (self.path / CHECKPOINT / BEST_FILE).exists()
+
+    def weights_stamp(self) -> str:
+        """A string that changes whenever the run's usable weights change (export or best checkpoint)."""
+        parts = []
+        for path in (self.adapter_dir / EXPORT_INFO, self.path / CHECKPOINT / BEST_FILE):
+            try:
+                parts.append(str(path.stat().st_mtime_ns))
+            except OSError:
+                parts.append("-")
+        return ":".join(parts)
 
     @property
     def log_path(self) -> Path:
@@ -307,24 +435,29 @@ class Run:
 
     @property
     def has_adapter(self) -> bool:
-        return (self.adapter_dir / "lingo_adapter.json").exists()
+        return (self.adapter_dir / EXPORT_INFO).exists()
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether a resumable checkpoint exists."""
+        return (self.path / CHECKPOINT / STATE_FILE).exists()
 
     @property
     def resumable(self) -> bool:
-        return (self.checkpoint_dir / STATE_FILE).exists() and self.state in ("interrupted", "failed", "cancelled")
+        return self.has_checkpoint and self.state in ("interrupted", "failed", "cancelled")
 
     def summary(self) -> dict[str, Any]:
         """One row for run tables: id, state, method, model, task, progress, best dev, test metrics."""
-        cfg, status, report = self.config, self.status, self.report() or {}
+        status, report = self.status, self.report() or {}
         dev_metrics = [m for m in self.metrics() if "dev_mcc" in m]
         best_dev = max((m["dev_mcc"] for m in dev_metrics), default=None)
         params = report.get("parameters", {})
         return {
             "id": self.id,
             "state": status.get("state"),
-            "method": cfg.get("adapter", {}).get("method"),
-            "model": cfg.get("model", {}).get("name"),
-            "task": cfg.get("data", {}).get("task"),
+            "method": self.method,
+            "model": self.model_name,
+            "task": self.task,
             "progress": status.get("progress"),
             "best_dev_mcc": best_dev,
             "test_mcc": report.get("test", {}).get("mcc"),
@@ -351,6 +484,3 @@ def list_runs(root: PathLike = "runs") -> list[Run]:
     runs = [Run(p) for p in root.iterdir() if (p / CONFIG).exists()]
     return sorted(runs, key=lambda r: r.id, reverse=True)
 
-
-def iter_summaries(runs: Iterable[Run]) -> list[dict[str, Any]]:
-    return [run.summary() for run in runs]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import streamlit as st
 
 from lingo_core import launcher
-from lingo_core.dashboard import STATE_ICONS
+from lingo_core.plots.charts import STATE_ICONS
 from lingo_core.runs import BEST_FILE, Run, list_runs
 
 def _leave_legacy_pages_mode() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lingo_core import dashboard as dash
+from lingo_core.plots import charts as dash
 from pages._common import all_runs, run_label
 
 st.title("Compare runs")

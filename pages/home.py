@@ -6,7 +6,7 @@ import streamlit as st
 
 from lingo_core import launcher
 from lingo_core.config import ConfigError, load_config
-from lingo_core.dashboard import runs_table
+from lingo_core.plots.charts import runs_table
 from pages._common import all_runs, runs_root, show_exception
 
 QUICKSTART = launcher.PROJECT_ROOT / "configs" / "quickstart.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lingo_core import dashboard as dash
+from lingo_core.plots import charts as dash
 from lingo_core import launcher
 from lingo_core.runs import Run, load_run
 from pages._common import all_runs, pick_run, show_exception, state_text

@@ -15,7 +15,7 @@ import streamlit as st
 
 from lingo_core import launcher
 from lingo_core.config import ConfigError, LingoConfig, config_from_dict, load_config
-from lingo_core.dashboard import (
+from lingo_core.plots.charts import (
     BudgetSchedule,
     budget_figure,
     budget_frame,

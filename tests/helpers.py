@@ -23,7 +23,7 @@ def tiny_config(model_dir: Path, output_dir: Path, method: str = "ars", **overri
         "data": {"task": "demo/motifs", "max_train": 160, "max_eval": 64},
         "model": {"name": str(model_dir)},
         "encoding": {"max_length": 128},
-        "adapter": {"method": method, "r": 4, "init_r": 4, "target_r": 2, "tinit": 2, "tfinal": 4, "deltaT": 2},
+        "adapter": {"method": method, "lora": {"r": 4}, "adalora": {"init_r": 4, "target_r": 2, "tinit": 2, "tfinal": 4, "deltaT": 2}},
         "train": {"epochs": 1, "batch_size": 10, "max_steps": 16, "eval_every": 4, "lr": 0.003, "progress_bar": False, "warmup_ratio": 0.0},
         "output_dir": str(output_dir),
     }

@@ -1,4 +1,4 @@
-"""Chart data builders and figures of the dashboard (lingo_core.dashboard), on synthetic records."""
+"""Chart data builders and figures of the dashboard (lingo_core.plots.charts), on synthetic records."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from lingo_core import dashboard as dash
+from lingo_core.plots import charts as dash
 
 MODULES = ["0.attention.self.query", "0.output.dense", "1.attention.self.query"]
 

@@ -15,7 +15,7 @@ import yaml
 from lingo_core import runs
 from lingo_core.config import load_config, save_config
 from lingo_core.data import DataError
-from lingo_core.loading import evaluate_run, load_trained
+from lingo_core.inference import evaluate_run, load_trained
 from lingo_core.train import train
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import tiny_config

@@ -1,50 +1,58 @@
-"""Parameter-efficient methods behind one interface (:class:`AdaptedModel`).
+"""Parameter-efficient methods as a registry, one folder per method (like peft's tuners).
 
-``build_adapter`` maps ``adapter.method`` to a builder: ``lora`` and ``adalora`` are peft's,
-``ars`` is peft's AdaLoRA layers with the adaptive rank sampling allocator, ``head`` and
-``full`` are the baselines.
+Importing this package registers the built-in methods (``lora``, ``adalora``, ``ars``, ``head``,
+``full``) without importing torch: each folder's ``__init__`` registers a settings dataclass and
+the dotted path of its model class. Adding a method is one new folder here (or one
+:func:`register_method` call from your own code): config validation, the Train page, the study
+and the rank charts read the registry.
 """
 
 from __future__ import annotations
 
-from ..config import AdapterConfig
-from ..models import LoadedModel
-from .adalora import AdaLoRA, resolve_schedule
-from .ars import ARS
-from .base import AdaptedModel, load_exported_trainable, short_module_name
-from .baselines import FullFineTune, HeadOnly
-from .lora import LoRA
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING
 
-METHODS = ("lora", "adalora", "ars", "head", "full")
+from .registry import (
+    MethodSpec,
+    budget_methods,
+    get_method,
+    has_rank_budget,
+    method_names,
+    register_method,
+    sections_of,
+    settings_classes,
+    unregister_method,
+)
+
+if TYPE_CHECKING:
+    from ..config import AdapterConfig
+    from ..models import LoadedModel
+    from .base import AdaptedModel
+
+# the built-in methods first (in this order: a method is registered after the one it extends),
+# then any other method folder dropped into this package
+for _name in ("lora", "adalora", "ars", "head", "full"):
+    importlib.import_module(f"{__name__}.{_name}")
+for _info in pkgutil.iter_modules(__path__):
+    if _info.ispkg:
+        importlib.import_module(f"{__name__}.{_info.name}")
 
 
-def build_adapter(loaded: LoadedModel, cfg: AdapterConfig, total_step: int, seed: int = 0) -> AdaptedModel:
+def build_adapter(loaded: "LoadedModel", cfg: "AdapterConfig", total_step: int, seed: int = 0) -> "AdaptedModel":
     """Apply ``cfg.method`` to ``loaded.model`` (in place) and return the adapted model."""
-    model, new_ids = loaded.model, loaded.new_token_ids
-    if cfg.method == "head":
-        return HeadOnly(model, new_ids)
-    if cfg.method == "full":
-        return FullFineTune(model, new_ids)
-    targets = cfg.target_modules or loaded.target_modules
-    if cfg.method == "lora":
-        return LoRA(model, cfg, targets, new_ids, loaded.family)
-    if cfg.method == "adalora":
-        return AdaLoRA(model, cfg, targets, total_step, new_ids, loaded.family, seed)
-    if cfg.method == "ars":
-        return ARS(model, cfg, targets, total_step, new_ids, loaded.family, seed)
-    raise ValueError(f"adapter.method must be one of {list(METHODS)}, got {cfg.method!r}")
+    return get_method(cfg.method).model_class()(loaded, cfg, total_step, seed)
 
 
 __all__ = [
-    "ARS",
-    "METHODS",
-    "AdaLoRA",
-    "AdaptedModel",
-    "FullFineTune",
-    "HeadOnly",
-    "LoRA",
+    "MethodSpec",
+    "budget_methods",
     "build_adapter",
-    "load_exported_trainable",
-    "resolve_schedule",
-    "short_module_name",
+    "get_method",
+    "has_rank_budget",
+    "method_names",
+    "register_method",
+    "sections_of",
+    "settings_classes",
+    "unregister_method",
 ]

@@ -1,6 +1,17 @@
-"""Adaptive rank sampling (ARS): config, allocator and model, like peft's tuner folders."""
+"""Adaptive rank sampling (ARS): AdaLoRA's peft layers with a sampling allocator, like peft's tuner folders."""
 
-from .allocator import AdaptiveRankSampler, ARSSettings
-from .model import ARS, settings_from_config
+from ..registry import MethodSpec, register_method
+from .config import ARSSettings
 
-__all__ = ["ARS", "ARSSettings", "AdaptiveRankSampler", "settings_from_config"]
+register_method(
+    MethodSpec(
+        name="ars",
+        summary="ARS: AdaLoRA's schedule, with pruned singular values sampled back in",
+        model="lingo_core.adapters.ars.model:ARS",
+        settings=ARSSettings,
+        extends="adalora",
+        rank_budget=True,
+    )
+)
+
+__all__ = ["ARSSettings"]

@@ -18,22 +18,12 @@ comes after its lambda was zeroed, so it has no effect. The active count is rand
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from peft.tuners.adalora import RankAllocator
 
-
-@dataclass
-class ARSSettings:
-    """The knobs that adaptive rank sampling adds to AdaLoRA."""
-
-    reintroduce_rate: float = 0.1
-    temperature: Union[float, str] = 1.0  # or "uniform"
-    reintroduce: str = "restore"  # or "regrow"
-    rho_decay: bool = True
-    mode: str = "sampling"  # or "paper"
+from .config import ARSSettings
 
 
 class AdaptiveRankSampler(RankAllocator):

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...config import AdapterConfig
-from ..adalora import AdaLoRA
-from .allocator import AdaptiveRankSampler, ARSSettings
-
-
-def settings_from_config(cfg: AdapterConfig) -> ARSSettings:
-    return ARSSettings(
-        reintroduce_rate=cfg.reintroduce_rate,
-        temperature=cfg.temperature,
-        reintroduce=cfg.reintroduce,
-        rho_decay=cfg.rho_decay,
-        mode=cfg.mode,
-    )
+from ..adalora.model import AdaLoRA
+from ..base import short_module_name
+from .allocator import AdaptiveRankSampler
 
 
 class ARS(AdaLoRA):
@@ -24,19 +14,13 @@ class ARS(AdaLoRA):
 
     method = "ars"
 
-    def __init__(self, model, cfg: AdapterConfig, *args, **kwargs) -> None:
-        self.settings = settings_from_config(cfg)
-        super().__init__(model, cfg, *args, **kwargs)
-
     def install_allocator(self) -> None:
         # peft documents the allocator as replaceable: assign a RankAllocator subclass instance.
         self.tuner.rankallocator = AdaptiveRankSampler(
-            self.tuner.model, self.peft_config, self.tuner.trainable_adapter_name, self.settings, self.seed
+            self.tuner.model, self.peft_config, self.tuner.trainable_adapter_name, self.cfg.ars, self.seed
         )
 
     def extra_record(self) -> dict[str, Any]:
-        from ..base import short_module_name
-
         alloc = self.allocator
         return {
             "rho": round(alloc.last_rho, 6),

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from ..config import AdapterConfig
-from .base import short_module_name
-from .lora import PeftAdapted, peft_common_kwargs
+from ..base import short_module_name
+from ..lora.model import PeftAdapted, peft_common_kwargs
+from .config import resolve_schedule
+
+if TYPE_CHECKING:
+    from ...config import AdapterConfig
+    from ...models import LoadedModel
 
 LAMBDA_PARAMETER = ".lora_E."  # peft's name for the singular values of AdaLoRA/ARS adapters
-
-
-def resolve_schedule(cfg: AdapterConfig, total_step: int) -> tuple[int, int]:
-    """``tinit``/``tfinal`` in steps (floats in (0, 1) are fractions of ``total_step``), checked."""
-
-    def steps(value: Union[int, float]) -> int:
-        if isinstance(value, float) and 0 < value < 1:
-            return int(round(value * total_step))
-        return int(value)
-
-    tinit, tfinal = steps(cfg.tinit), steps(cfg.tfinal)
-    if tinit < 0 or tfinal < 0:
-        raise ValueError(f"adapter.tinit and adapter.tfinal must be >= 0, got {cfg.tinit}, {cfg.tfinal}")
-    if tinit >= total_step - tfinal:
-        raise ValueError(
-            f"the rank budget schedule is empty: tinit={tinit} steps must be < total_step - tfinal = "
-            f"{total_step} - {tfinal}; lower adapter.tinit/adapter.tfinal or train for more steps"
-        )
-    return tinit, tfinal
 
 
 class AdaLoRA(PeftAdapted):
@@ -37,40 +22,47 @@ class AdaLoRA(PeftAdapted):
 
     method = "adalora"
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        cfg: AdapterConfig,
-        target_modules: Union[list[str], str],
-        total_step: int,
-        new_token_ids: Optional[list[int]] = None,
-        family: str = "",
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, loaded: "LoadedModel", cfg: "AdapterConfig", total_step: int, seed: int = 0) -> None:
         from peft import AdaLoraConfig, get_peft_model
 
         if total_step < 2:
             raise ValueError(f"AdaLoRA needs total_step >= 2 optimizer steps, got {total_step}")
-        tinit, tfinal = resolve_schedule(cfg, total_step)
+        settings = cfg.adalora
+        tinit, tfinal = resolve_schedule(settings, total_step)
         peft_config = AdaLoraConfig(
-            init_r=cfg.init_r,
-            target_r=cfg.target_r,
+            init_r=settings.init_r,
+            target_r=settings.target_r,
             tinit=tinit,
             tfinal=tfinal,
-            deltaT=cfg.deltaT,
-            beta1=cfg.beta1,
-            beta2=cfg.beta2,
-            orth_reg_weight=cfg.orth_reg_weight,
+            deltaT=settings.deltaT,
+            beta1=settings.beta1,
+            beta2=settings.beta2,
+            orth_reg_weight=settings.orth_reg_weight,
             total_step=total_step,
-            **peft_common_kwargs(cfg, target_modules, new_token_ids or [], family),
+            **peft_common_kwargs(cfg, loaded),
         )
-        super().__init__(get_peft_model(model, peft_config), new_token_ids)
+        super().__init__(get_peft_model(loaded.model, peft_config), loaded.new_token_ids)
+        self.cfg = cfg
         self.tuner = self.model.base_model  # peft's AdaLoraModel
         self.peft_config = self.tuner.peft_config["default"]
         self.total_step = total_step
         self.seed = seed
+        self.lambda_lr_scale = settings.lambda_lr_scale
         self.install_allocator()
         self._previous: dict[str, torch.Tensor] = {}
+        self._orth_groups: Optional[list[list[tuple[torch.nn.Parameter, bool]]]] = None
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The singular values lambda in their own group at ``lr * lambda_lr_scale`` (one group at scale 1).
+
+        The learning-rate schedule multiplies every group's lr alike.
+        """
+        if self.lambda_lr_scale == 1.0:
+            return super().param_groups(lr)
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        lambdas = [p for n, p in trainable if LAMBDA_PARAMETER in n]
+        others = [p for n, p in trainable if LAMBDA_PARAMETER not in n]
+        return [{"params": others, "lr": lr}, {"params": lambdas, "lr": lr * self.lambda_lr_scale}]
 
     def regularizer(self) -> Optional[torch.Tensor]:
         """peft AdaLoRA's orthogonal regulariser, ``orth_reg_weight * mean ||P P^T - I||_F``.
@@ -82,7 +74,7 @@ class AdaLoRA(PeftAdapted):
         weight = self.peft_config.orth_reg_weight
         if weight == 0:
             return None
-        if not hasattr(self, "_orth_groups"):
+        if self._orth_groups is None:
             groups: dict[tuple[int, ...], list[tuple[torch.nn.Parameter, bool]]] = {}
             for name, param in self.tuner.model.named_parameters():
                 if (".lora_A." in name or ".lora_B." in name) and param.requires_grad:
@@ -124,13 +116,19 @@ class AdaLoRA(PeftAdapted):
         """The singular values, keyed like peft's rank patterns (names inside the tuner's model)."""
         return {n: p for n, p in self.tuner.model.named_parameters() if LAMBDA_PARAMETER in n}
 
+    def budget_modules(self) -> list[str]:
+        return list(self.lora_e())
+
     def rank_pattern(self) -> Optional[dict[str, list[bool]]]:
         pattern = self.peft_config.rank_pattern
         return {k: list(v) for k, v in pattern.items()} if pattern else None
 
-    def set_rank_pattern(self, pattern: Optional[dict[str, list[bool]]]) -> None:
-        """Restore a saved pattern (with its trainable state) before export or final evaluation."""
+    def apply_rank_pattern(self, pattern: Optional[dict[str, list[bool]]]) -> None:
+        """Set the pattern and zero the pruned singular values: the model then computes exactly what
+        the truncated export computes (lambda that regrew since the last allocation is dropped)."""
         self.peft_config.rank_pattern = pattern
+        if pattern:
+            self.allocator.mask_using_rank_pattern(self.tuner.model, pattern)
 
     def allocation_record(self, step: int) -> dict[str, Any]:
         """What the last allocation did, per module: active rank, |lambda|, pruned and reintroduced."""

@@ -1,16 +1,20 @@
-"""Baselines without a low-rank adapter: ``head`` (classifier only) and ``full`` fine-tuning."""
+"""The classification head only (plus the rows of new nucleotide tokens, if any): a baseline."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..models import HEAD_NAMES
-from .base import AdaptedModel
+from ...models import HEAD_NAMES
+from ..base import AdaptedModel
+
+if TYPE_CHECKING:
+    from ...config import AdapterConfig
+    from ...models import LoadedModel
 
 
-def _is_head(name: str) -> bool:
+def is_head_parameter(name: str) -> bool:
     return any(name == head or name.startswith(head + ".") or f".{head}." in name for head in HEAD_NAMES)
 
 
@@ -19,10 +23,11 @@ class HeadOnly(AdaptedModel):
 
     method = "head"
 
-    def __init__(self, model: torch.nn.Module, new_token_ids: Optional[list[int]] = None) -> None:
-        super().__init__(model, new_token_ids)
+    def __init__(self, loaded: "LoadedModel", cfg: "AdapterConfig", total_step: int = 0, seed: int = 0) -> None:
+        model = loaded.model
+        super().__init__(model, loaded.new_token_ids)
         for name, param in model.named_parameters():
-            param.requires_grad = _is_head(name)
+            param.requires_grad = is_head_parameter(name)
         if not any(p.requires_grad for p in model.parameters()):
             raise ValueError(f"no classification head ({', '.join(HEAD_NAMES)}) found in {type(model).__name__}")
         self._embedding_rows = 0
@@ -40,14 +45,3 @@ class HeadOnly(AdaptedModel):
         if not self._embedding_rows:
             return 0
         return (len(self.new_token_ids) - self._embedding_rows) * self._embedding_dim
-
-
-class FullFineTune(AdaptedModel):
-    """Train every parameter of the backbone and head."""
-
-    method = "full"
-
-    def __init__(self, model: torch.nn.Module, new_token_ids: Optional[list[int]] = None) -> None:
-        super().__init__(model, new_token_ids)
-        for param in model.parameters():
-            param.requires_grad = True

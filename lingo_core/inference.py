@@ -1,0 +1,283 @@
+"""Building and restoring models, below training: what the trainer, evaluation, predict and attribute share.
+
+config + task -> :func:`build_model` (backbone, encoder, adapter) -> :func:`restore_selected` (the
+dev-selected state, masked exactly as the export truncates it) -> :func:`predict_logits` /
+:func:`evaluate_split`. :func:`load_trained` rebuilds a run's model from its run directory.
+Nothing here imports the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from . import runs
+from .adapters import build_adapter, get_method
+from .adapters.base import AdaptedModel
+from .config import LingoConfig
+from .encoding import SequenceEncoder
+from .evaluate import classification_metrics
+from .models import LoadedModel, load_model
+
+
+class RunLoadError(RuntimeError):
+    """A run directory cannot be loaded for inference; the message says why and what to do."""
+
+
+# -- the task facts a model needs (kept in data_report.json) ------------------------------------------
+def task_info(task) -> dict[str, Any]:
+    """What prediction needs to know about a :class:`~lingo_core.data.TaskData` without its data."""
+    return {
+        "task": task.name,
+        "label_names": list(task.label_names),
+        "multi_label": task.multi_label,
+        "domain": task.domain,
+        "species": task.species,
+        "description": task.description,
+        "synthetic": task.synthetic,
+    }
+
+
+# -- building -----------------------------------------------------------------------------------------
+@dataclass
+class Backbone:
+    """A loaded backbone with the encoder that turns sequences into its token ids."""
+
+    loaded: LoadedModel
+    encoder: SequenceEncoder
+
+
+def load_backbone(cfg: LingoConfig, info: dict[str, Any], empty: bool = False) -> Backbone:
+    """The run's backbone (fresh head for ``info``'s labels) and its sequence encoder.
+
+    ``empty=True`` builds the architecture without weights (meta device): for plans and counts.
+    """
+    loaded = load_model(cfg.model, len(info["label_names"]), bool(info["multi_label"]), cfg.encoding, empty=empty)
+    encoder = SequenceEncoder(
+        loaded.tokenizer,
+        cfg.encoding,
+        domain=info.get("domain") or "DNA",
+        species=info.get("species"),
+        task=info.get("description"),
+    )
+    return Backbone(loaded, encoder)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def attach_adapter(loaded: LoadedModel, cfg: LingoConfig, total_step: int) -> AdaptedModel:
+    """Apply the config's method to the backbone, with the adapter initialisation seeded (``seed + 1``)."""
+    seed_everything(cfg.train.seed + 1)  # adapter initialisation, whatever ran before
+    return build_adapter(loaded, cfg.adapter, total_step, seed=cfg.train.seed)
+
+
+def restore_selected(adapted: AdaptedModel, selected: dict[str, Any]) -> None:
+    """Load a dev-selected state (``best.pt``) so the model computes exactly what its export computes.
+
+    For methods with a rank budget the state's pattern is applied and what it prunes is zeroed:
+    singular values that regrew after the last allocation are not part of the export.
+    """
+    adapted.load_selected(selected["trainable"], selected.get("rank_pattern"))
+
+
+# -- batches and logits ---------------------------------------------------------------------------------
+@dataclass
+class EncodedSplit:
+    """Token ids of one split, with its labels."""
+
+    input_ids: list[list[int]]
+    labels: np.ndarray
+    n_truncated: int = 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_split(encoder: SequenceEncoder, sequences: Sequence[str], labels: np.ndarray) -> EncodedSplit:
+    ids, n_truncated = encoder.encode_batch(sequences)
+    return EncodedSplit(ids, labels, n_truncated)
+
+
+def collate(input_ids: Sequence[list[int]], pad_id: int, labels: Optional[np.ndarray] = None) -> dict[str, torch.Tensor]:
+    """Right-pad a batch to its longest member."""
+    width = max(len(ids) for ids in input_ids)
+    batch = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(input_ids), width), dtype=torch.long)
+    for i, ids in enumerate(input_ids):
+        batch[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[i, : len(ids)] = 1
+    out = {"input_ids": batch, "attention_mask": mask}
+    if labels is not None:
+        dtype = torch.float32 if labels.ndim == 2 else torch.long
+        out["labels"] = torch.as_tensor(labels, dtype=dtype)
+    return out
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int, max_tokens: Optional[int] = None) -> list[np.ndarray]:
+    """Index batches of similar length (sorted), to minimise padding at inference.
+
+    With ``max_tokens`` a batch also stops growing before rows x its longest length exceeds it
+    (on CPU, batches that stay in cache run faster: bench/bench_inference.py).
+    """
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    sorted_lengths = np.asarray(lengths)[order]
+    batches, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < batch_size and (end + 1 - start) * sorted_lengths[end] <= max_tokens:
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: torch.nn.Module,
+    input_ids: Sequence[list[int]],
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "no",
+    max_tokens: Optional[int] = None,
+) -> np.ndarray:
+    """Logits for every sequence, batched by length (at most ``max_tokens`` per batch if set); in input order."""
+    was_training = model.training
+    model.eval()
+    outputs: list[Optional[np.ndarray]] = [None] * len(input_ids)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    for idx in length_buckets([len(x) for x in input_ids], batch_size, max_tokens):
+        batch = collate([input_ids[i] for i in idx], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(**batch).logits.float().cpu().numpy()
+        for row, i in enumerate(idx):
+            outputs[i] = logits[row]
+    model.train(was_training)
+    return np.stack(outputs) if outputs else np.zeros((0, 0))
+
+
+def logits_to_probs(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    if multi_label:
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def evaluate_split(
+    model: torch.nn.Module,
+    split: EncodedSplit,
+    pad_id: int,
+    multi_label: bool,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "no",
+) -> dict[str, Any]:
+    """Metrics and mean loss of ``model`` on an encoded split."""
+    logits = predict_logits(model, split.input_ids, pad_id, batch_size, device, precision)
+    probs = logits_to_probs(logits, multi_label)
+    metrics = classification_metrics(split.labels, probs, multi_label)
+    if multi_label:
+        y = split.labels.astype(np.float64)
+        p = np.clip(probs, 1e-7, 1 - 1e-7)
+        loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    else:
+        loss = float(-np.log(np.clip(probs[np.arange(len(probs)), split.labels.astype(int)], 1e-12, None)).mean())
+    metrics["loss"] = loss
+    return metrics
+
+
+# -- a run's model, as trained --------------------------------------------------------------------------
+@dataclass
+class TrainedModel:
+    """A ready-to-use classifier restored from a run directory."""
+
+    run: runs.Run
+    cfg: LingoConfig
+    model: torch.nn.Module
+    loaded: LoadedModel
+    encoder: SequenceEncoder
+    label_names: list[str]
+    multi_label: bool
+    source: str  # "adapter" (final, dev-selected) or "best-checkpoint" (a run still training)
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+
+def run_task_info(run: runs.Run) -> dict[str, Any]:
+    """The task facts recorded in a run's data report."""
+    info = run.data_report() or {}
+    if "label_names" not in info:
+        raise RunLoadError(
+            f"{run.path} has no data report with label names: the run failed before its data was loaded"
+        )
+    return info
+
+
+def load_trained(run_dir: Union[str, Path], device: Optional[str] = None) -> TrainedModel:
+    """Rebuild the model of a run: the exported adapter if the run finished, else its best checkpoint so far."""
+    run = runs.load_run(run_dir)
+    cfg = run.typed_config()
+    if device:
+        cfg.model.device = device
+    info = run_task_info(run)
+    backbone = load_backbone(cfg, info)
+    loaded = backbone.loaded
+    export = run.export_info()
+    if export is not None:
+        model = get_method(export["method"]).model_class().load_export(loaded, run.adapter_dir)
+        source = "adapter"
+    else:
+        best = run.load_best()
+        if best is None:
+            raise RunLoadError(
+                f"{run.path} has neither an exported adapter nor a best checkpoint yet; wait for its first dev evaluation"
+            )
+        total_step = best.get("total_step") or run.total_step
+        if not total_step:
+            raise RunLoadError(f"{run.path}: its best checkpoint does not say how many steps the run has; it cannot be rebuilt")
+        adapted = attach_adapter(loaded, cfg, int(total_step))
+        restore_selected(adapted, best)
+        model = adapted.model
+        source = "best-checkpoint"
+    model.to(loaded.device)
+    model.eval()
+    return TrainedModel(run, cfg, model, loaded, backbone.encoder, list(info["label_names"]), bool(info["multi_label"]), source)
+
+
+def evaluate_run(run_dir: Union[str, Path], splits: tuple[str, ...] = ("dev", "test")) -> dict[str, Any]:
+    """Re-evaluate a run's model on its own data splits (as configured in its config.yaml)."""
+    from .data import load_task
+
+    trained = load_trained(run_dir)
+    task = load_task(trained.cfg.data)
+    results: dict[str, Any] = {"run": str(trained.run.path), "source": trained.source}
+    for name in splits:
+        split = getattr(task, name)
+        encoded = encode_split(trained.encoder, split.sequences, split.labels)
+        results[name] = evaluate_split(
+            trained.model, encoded, trained.tokenizer.pad_token_id, task.multi_label,
+            trained.cfg.train.eval_batch_size, trained.device, trained.loaded.precision,
+        )
+    return results
