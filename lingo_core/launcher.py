@@ -98,7 +98,7 @@ def launch(cfg: LingoConfig, root: Optional[PathLike] = None) -> Path:
             f"run_name {cfg.run_name!r}: use 1-80 letters, digits, '_', '.' or '-', starting with a letter or digit"
         )
     writer = runs.RunWriter.create(root, save_config(cfg), cfg.adapter.method, cfg.data.task, cfg.run_name)
-    writer.update_status(queued_at=runs._now(), launched_by="launcher")
+    writer.update_status(queued_at=runs.now(), launched_by="launcher")
     kick(root)
     return writer.path
 
@@ -106,7 +106,7 @@ def launch(cfg: LingoConfig, root: Optional[PathLike] = None) -> Path:
 def cancel(run_dir: PathLike) -> str:
     """Cancel a queued or running run; returns its state afterwards.
 
-    A running run stops after its current optimizer step (the trainer sees the CANCEL file); a
+    A running run stops after its current optimizer step (the trainer checks between steps); a
     queued run that has not started is marked ``cancelled`` at once.
     """
     run = runs.load_run(run_dir)
@@ -115,7 +115,7 @@ def cancel(run_dir: PathLike) -> str:
         return state
     runs.request_cancel(run.path)
     if state == "queued" and not runs.pid_alive(_launch_pid(run)):
-        runs.RunWriter(run.path).set_status("cancelled", finished=runs._now())
+        runs.RunWriter(run.path).set_status("cancelled", finished=runs.now())
         return "cancelled"
     return state
 
@@ -126,11 +126,11 @@ def resume(run_dir: PathLike) -> Path:
     if not run.resumable:
         raise RuntimeError(
             f"{run.id} cannot be resumed: state '{run.state}'"
-            + ("" if (run.checkpoint_dir / runs.STATE_FILE).exists() else ", and it has no checkpoint yet")
+            + ("" if run.has_checkpoint else ", and it has no checkpoint yet")
         )
-    (run.path / runs.CANCEL).unlink(missing_ok=True)
+    runs.clear_cancel(run.path)
     runs.RunWriter(run.path).set_status(
-        "queued", resume=True, launch_pid=None, pid=None, queued_at=runs._now(), error=None, traceback=None
+        "queued", resume=True, launch_pid=None, pid=None, queued_at=runs.now(), error=None, traceback=None
     )
     kick(run.path.parent)
     return run.path
@@ -160,17 +160,17 @@ def _child_env() -> dict[str, str]:
 
 
 def start(run: runs.Run) -> subprocess.Popen:
-    """Start the training process of one queued run (detached; output to its train.log)."""
+    """Start the training process of one queued run (detached; output to its log, ``Run.log_path``)."""
     mode = "--resume" if run.status.get("resume") else "--run-dir"
-    with open(run.path / runs.LOG, "ab") as log:
-        log.write(f"\n== {runs._now()} starting: python -m lingo_core train {mode} {run.path}\n".encode())
+    with open(run.log_path, "ab") as log:
+        log.write(f"\n== {runs.now()} starting: python -m lingo_core train {mode} {run.path}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             [sys.executable, "-m", "lingo_core", "train", mode, str(run.path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=PROJECT_ROOT, env=_child_env(),
         )
-    runs.RunWriter(run.path).update_status(launch_pid=proc.pid, launched=runs._now())
+    runs.RunWriter(run.path).update_status(launch_pid=proc.pid, launched=runs.now())
     return proc
 
 
@@ -182,14 +182,14 @@ def _settle_dead_starts(all_runs: Sequence[runs.Run], children: dict[int, subpro
             continue
         writer = runs.RunWriter(run.path)
         if writer.cancel_requested():
-            writer.set_status("cancelled", finished=runs._now(), launch_pid=None)
+            writer.set_status("cancelled", finished=runs.now(), launch_pid=None)
             continue
         code = children[pid].returncode if pid in children else None
         writer.set_status(
             "failed",
             error=f"the training process exited{f' with code {code}' if code is not None else ''} before training started",
             traceback=runs.Run(run.path).log_tail(4000),
-            finished=runs._now(),
+            finished=runs.now(),
             launch_pid=None,
         )
 
@@ -208,8 +208,9 @@ def drain(root: PathLike, poll_s: float = POLL_S) -> None:
             _settle_dead_starts(all_runs, children)
             waiting = queue(root)
             for run in list(waiting):
-                if (run.path / runs.CANCEL).exists():
-                    runs.RunWriter(run.path).set_status("cancelled", finished=runs._now())
+                writer = runs.RunWriter(run.path)
+                if writer.cancel_requested():
+                    writer.set_status("cancelled", finished=runs.now())
                     waiting.remove(run)
             limit = max_parallel()
             if not waiting or limit == 0:
