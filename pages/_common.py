@@ -6,8 +6,6 @@ lazily inside cached functions, never at import time.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
 import json
 import re
@@ -17,8 +15,10 @@ from typing import Any, Callable, Optional, Sequence
 import streamlit as st
 
 from lingo_core import launcher
+from lingo_core.adapters import has_rank_budget
 from lingo_core.plots.charts import STATE_ICONS
-from lingo_core.runs import BEST_FILE, Run, list_runs
+from lingo_core.runs import Run, list_runs
+
 
 def _leave_legacy_pages_mode() -> None:
     """Run pages through ``app.py``'s ``st.navigation`` even on a deep link to a fresh server.
@@ -62,12 +62,28 @@ def state_text(state: Optional[str]) -> str:
 
 def run_label(run: Run) -> str:
     """``20261125-... · ars · demo/motifs`` for pickers (no state: a keyed selectbox keeps its first labels)."""
-    cfg = run.config
-    method = (cfg.get("adapter") or {}).get("method", "?")
-    task = (cfg.get("data") or {}).get("task", "?")
-    if isinstance(task, str) and "/" in task and Path(task).is_absolute():
+    task = run.task or "?"
+    if "/" in task and Path(task).is_absolute():
         task = Path(task).name
-    return f"{run.id} · {method} · {task}"
+    return f"{run.id} · {run.method or '?'} · {task}"
+
+
+def typed_config(run: Run) -> Optional[Any]:
+    """The run's validated config (:meth:`Run.typed_config`), or None when its config is broken:
+    a bad run directory must never crash a page."""
+    try:
+        return run.typed_config()
+    except Exception:  # noqa: BLE001 - unreadable YAML, unknown keys, a method no longer registered
+        return None
+
+
+def initial_rank(run: Run) -> Optional[int]:
+    """The per-module rank a budget method starts from (``adapter.adalora.init_r``): the top of the
+    colour scale of rank charts. None for other methods and broken configs."""
+    if not has_rank_budget(run.method):
+        return None
+    cfg = typed_config(run)
+    return int(cfg.adapter.adalora.init_r) if cfg is not None else None
 
 
 def pick_run(
@@ -131,28 +147,26 @@ def upload_too_big(size: int) -> Optional[str]:
 
 
 # -- cached heavy objects ----------------------------------------------------------------------------
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def base_model(model_name: str, sequence_mode: str, num_labels: int, multi_label: bool):
-    """A loaded backbone (never trained here: copies are adapted for parameter counts)."""
+@st.cache_resource(max_entries=4, show_spinner="Loading the tokenizer…")
+def tokenizer_for(model_name: str, sequence_mode: str):
+    """The tokenizer a run of this model and sequence mode encodes with (for the token preview).
+
+    Only the tokenizer and an empty (meta-device) skeleton are built: no weights are loaded.
+    """
     from lingo_core.config import EncodingConfig, ModelConfig
     from lingo_core.models import load_model
 
-    return load_model(ModelConfig(name=model_name, device="cpu"), num_labels, multi_label, EncodingConfig(sequence=sequence_mode))
+    return load_model(ModelConfig(name=model_name, device="cpu"), 2, False, EncodingConfig(sequence=sequence_mode), empty=True).tokenizer
 
 
-@st.cache_data(max_entries=64, show_spinner="Counting trainable parameters…")
-def parameter_counts(model_name: str, sequence_mode: str, num_labels: int, multi_label: bool, adapter_json: str, total_step: int) -> dict[str, Any]:
-    """``AdaptedModel.parameter_counts()`` for these settings, on a copy of the cached backbone."""
-    from lingo_core.adapters import build_adapter
+@st.cache_data(max_entries=64, show_spinner="Planning the run…")
+def run_plan(config_json: str, n_train: int, label_names: tuple[str, ...], multi_label: bool):
+    """:func:`lingo_core.plan.plan_run` for a config (JSON of ``LingoConfig.to_dict()``) and a task:
+    steps, the budget schedule, the adapted modules and trainable parameters (no weights loaded)."""
     from lingo_core.config import config_from_dict
+    from lingo_core.plan import plan_run
 
-    loaded = base_model(model_name, sequence_mode, num_labels, multi_label)
-    fresh = dataclasses.replace(loaded, model=copy.deepcopy(loaded.model))
-    adapter_cfg = config_from_dict({"adapter": json.loads(adapter_json)}).adapter
-    adapted = build_adapter(fresh, adapter_cfg, total_step)
-    counts = dict(adapted.parameter_counts())
-    counts["modules"] = len(adapted.lora_e()) if hasattr(adapted, "lora_e") else None
-    return counts
+    return plan_run(config_from_dict(json.loads(config_json)), n_train, list(label_names), multi_label)
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the data…")
@@ -166,26 +180,10 @@ def load_task_cached(data_json: str):
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the trained model…")
 def predictor_for(run_dir: str, stamp: str):
-    """A cached ``lingo_core.predict.Predictor``; ``stamp`` changes when the run's weights change."""
+    """A cached ``lingo_core.predict.Predictor``; ``stamp`` (``Run.weights_stamp()``) changes when the run's weights change."""
     from lingo_core.predict import load_predictor
 
     return load_predictor(run_dir, device=None)
-
-
-def model_stamp(run: Run) -> str:
-    """A string that changes whenever the run's usable weights change (adapter or best checkpoint)."""
-    parts = []
-    for path in (run.adapter_dir / "lingo_adapter.json", run.checkpoint_dir / BEST_FILE):
-        try:
-            parts.append(str(path.stat().st_mtime_ns))
-        except OSError:
-            parts.append("-")
-    return ":".join(parts)
-
-
-def has_model(run: Run) -> bool:
-    """Whether a run has weights to predict with: its exported adapter or a best checkpoint so far."""
-    return run.has_adapter or (run.checkpoint_dir / BEST_FILE).exists()
 
 
 def show_exception(prefix: str, exc: BaseException) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -15,13 +16,12 @@ from lingo_core.data import DataError
 from pages._common import (
     MAX_PASTE_CHARS,
     all_runs,
-    has_model,
     load_task_cached,
-    model_stamp,
     pick_run,
     predictor_for,
     sanitize_filename,
     show_exception,
+    typed_config,
 )
 
 MAX_LENGTH = 2000  # nucleotides; ISM costs 3 x L forward passes
@@ -30,11 +30,12 @@ EXAMPLE = "GCGTACCTATAAAAGCGTTACGACGGTACGATCGTTAGCATCGGGCCAATCGATCGTACGTTAGCAAGC
 
 st.title("Attribute")
 runs = all_runs()
-run = pick_run("Trained run", runs, key="attr_run", accept=has_model)
+run = pick_run("Trained run", runs, key="attr_run", accept=lambda r: r.has_model)
 if run is None:
     st.info("No run has a trained model yet. Finish a run first (the quickstart run on Home is the quickest).")
     st.stop()
 
+run_cfg = typed_config(run)  # None when the run's config cannot be read
 report = run.report() or {}
 data_report = run.data_report() or {}
 label_names: list[str] = list(report.get("label_names") or data_report.get("label_names") or [])
@@ -42,9 +43,11 @@ label_names: list[str] = list(report.get("label_names") or data_report.get("labe
 
 def test_sequences() -> Optional[Any]:
     """The test split of the run's own task (cached), or None with a message when it cannot be loaded."""
-    data_cfg = run.config.get("data") or {}
+    if run_cfg is None:
+        st.warning("The run's config cannot be read, so neither can its test set; paste a sequence instead.")
+        return None
     try:
-        return load_task_cached(json.dumps(data_cfg, sort_keys=True)).test
+        return load_task_cached(json.dumps(dataclasses.asdict(run_cfg.data), sort_keys=True, default=str)).test
     except Exception as exc:  # noqa: BLE001 - data moved or missing
         st.warning(f"The run's test set cannot be loaded ({exc}); paste a sequence instead.")
         return None
@@ -91,7 +94,7 @@ if sequence is not None:
     from lingo_core.data import clean_sequence
 
     try:
-        sequence, replaced = clean_sequence(sequence, f"sequence '{seq_id}'", (run.config.get("data") or {}).get("iupac", "n"))
+        sequence, replaced = clean_sequence(sequence, f"sequence '{seq_id}'", run_cfg.data.iupac if run_cfg is not None else "n")
     except DataError as exc:
         st.error(str(exc))
         sequence = None
@@ -111,7 +114,7 @@ baseline = c4.radio("IG baseline", ["pad", "N"], key="attr_baseline", disabled=m
 include_prompt = c4.checkbox("Measure the prompt's share", True, key="attr_prompt", disabled=method == "ism", help="The prefix tokens are also replaced in the IG baseline, so their contribution is measured")
 
 clicked = st.button("Attribute", type="primary", key="attr_go", disabled=sequence is None)
-settings = {"run": run.id, "stamp": model_stamp(run), "seq": hashlib.sha1((sequence or "").encode()).hexdigest(), "method": method, "target": target_choice, "n_steps": n_steps, "baseline": baseline, "prompt": include_prompt}
+settings = {"run": run.id, "stamp": run.weights_stamp(), "seq": hashlib.sha1((sequence or "").encode()).hexdigest(), "method": method, "target": target_choice, "n_steps": n_steps, "baseline": baseline, "prompt": include_prompt}
 if clicked and sequence is not None:
     from lingo_core.attribution import AttributionError, attribute
 
@@ -119,7 +122,7 @@ if clicked and sequence is not None:
     try:
         with st.status("Attributing…", expanded=True) as status:
             st.write("Loading the trained model…")
-            predictor = predictor_for(str(run.path), model_stamp(run))
+            predictor = predictor_for(str(run.path), run.weights_stamp())
             result = None
             if method in ("ig", "both"):
                 st.write(f"Integrated gradients ({n_steps} steps)…")
@@ -141,7 +144,7 @@ if clicked and sequence is not None:
 
 stored = st.session_state.get("attr_result")
 if stored and stored[0]["run"] == run.id:
-    from lingo_core import plots_attribution as plots
+    from lingo_core.plots import attribution as plots
 
     _, result, stored_motifs = stored
     if stored[0] != settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lingo_core.plots import charts as dash
-from pages._common import all_runs, run_label
+from pages._common import all_runs, initial_rank, run_label
 
 st.title("Compare runs")
 runs = all_runs()
@@ -44,9 +44,9 @@ for run_id in chosen:
     run = by_id[run_id]
     pattern, source = dash.final_ranks(run.ranks(), run.report())
     if pattern:
-        patterns.append((run_id, dash.rank_pattern_frame(pattern), source, (run.config.get("adapter") or {}).get("init_r")))
+        patterns.append((run_id, dash.rank_pattern_frame(pattern), source, initial_rank(run)))
 if not patterns:
-    st.caption("None of these runs has a rank budget (only AdaLoRA and ARS runs do).")
+    st.caption("None of these runs has a rank budget (only methods with one, such as AdaLoRA and ARS, record rank patterns).")
 else:
     zmax = max((p[3] or 0) for p in patterns) or None
     per_row = 2 if len(patterns) > 1 else 1

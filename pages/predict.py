@@ -12,8 +12,6 @@ from pages._common import (
     MAX_PASTE_CHARS,
     UPLOAD_LIMIT_MB,
     all_runs,
-    has_model,
-    model_stamp,
     pick_run,
     predictor_for,
     save_upload,
@@ -27,7 +25,7 @@ EXAMPLE = ">example1\nGCGTACCTATAAAAGCGTTACGACGGTCCAATCGATCGTACG\n>example2\nACG
 
 st.title("Predict")
 runs = all_runs()
-run = pick_run("Trained run", runs, key="predict_run", accept=has_model, help="Runs with an exported adapter, or a best checkpoint while they train")
+run = pick_run("Trained run", runs, key="predict_run", accept=lambda r: r.has_model, help="Runs with an exported adapter, or a best checkpoint while they train")
 if run is None:
     st.info("No run has a trained model yet. Finish a run first (the quickstart run on Home is the quickest).")
     st.stop()
@@ -88,7 +86,7 @@ if clicked and records:
     result = None
     try:
         with st.spinner("Loading the trained model…"):
-            predictor = predictor_for(str(run.path), model_stamp(run))
+            predictor = predictor_for(str(run.path), run.weights_stamp())
         bar = st.progress(0.0, text="scoring…")
         rows, first = [], None
         for start in range(0, len(records), CHUNK):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lingo_core.plots import charts as dash
 from lingo_core import launcher
+from lingo_core.adapters import get_method, has_rank_budget
+from lingo_core.plan import schedule_of_run
+from lingo_core.plots import charts as dash
 from lingo_core.runs import Run, load_run
-from pages._common import all_runs, pick_run, show_exception, state_text
+from pages._common import all_runs, initial_rank, pick_run, show_exception, state_text
 
 POLL_S = 2.0
 LIVE = ("queued", "running")
@@ -33,15 +35,10 @@ def _duration(seconds) -> str:
 
 def header(run: Run, status: dict, metrics: list[dict]) -> None:
     """State, what the run is, progress and the cancel/resume actions."""
-    cfg = run.config
     state = status.get("state", "unknown")
-    adapter = cfg.get("adapter") or {}
-    st.markdown(
-        f"**{state_text(state)}** · method **{adapter.get('method')}** · model **{(cfg.get('model') or {}).get('name')}** "
-        f"· task **{(cfg.get('data') or {}).get('task')}**"
-    )
+    st.markdown(f"**{state_text(state)}** · method **{run.method}** · model **{run.model_name}** · task **{run.task}**")
     progress = status.get("progress") or {}
-    total = progress.get("total_step") or (run.report() or {}).get("total_step")
+    total = run.total_step
     step = max([progress.get("step") or 0] + [m.get("step", 0) for m in metrics[-5:]])
     if state == "queued":
         position = next((i + 1 for i, r in enumerate(launcher.queue(run.path.parent)) if r.id == run.id), None)
@@ -97,19 +94,24 @@ def curves(metrics: list[dict]) -> None:
             st.caption("No dev evaluation yet.")
 
 
-def rank_dynamics(run: Run, status: dict, ranks: list[dict], report) -> None:
-    adapter = run.config.get("adapter") or {}
-    method = adapter.get("method")
+def no_budget_text(method) -> str:
+    """What a run without a rank budget adapts, from the registry."""
+    try:
+        summary = get_method(method).summary
+    except ValueError:
+        return f"{method}: not a registered method here; there is no rank budget to follow."
+    return f"{summary}; there is no rank budget to follow."
+
+
+def rank_dynamics(run: Run, ranks: list[dict]) -> None:
     st.subheader("Rank dynamics")
-    if method not in ("adalora", "ars"):
-        detail = f"rank r={adapter.get('r')} in every adapted module" if method == "lora" else "no low-rank adapters"
-        st.info(f"{method}: {detail}; there is no rank budget to follow.")
+    if not has_rank_budget(run.method):
+        st.info(no_budget_text(run.method))
         return
     if not ranks:
         st.caption("No rank allocation yet: the budget stays at its initial value until tinit.")
         return
-    total_step = dash.total_step_of(status, report)
-    schedule = dash.schedule_for_run(run.config, ranks, total_step)
+    schedule = schedule_of_run(run.config, run.total_step, len(ranks[0].get("active") or {}))
     frame = dash.budget_frame(ranks, schedule)
     st.plotly_chart(dash.budget_figure(frame, dash.schedule_frame(schedule) if schedule else None), key="runs_budget")
     last = ranks[-1]
@@ -129,8 +131,7 @@ def final_pattern(run: Run, ranks: list[dict], report) -> None:
     if not pattern:
         return
     frame = dash.rank_pattern_frame(pattern)
-    init_r = (run.config.get("adapter") or {}).get("init_r")
-    st.plotly_chart(dash.rank_pattern_figure(frame, f"Final rank per layer — {source}", zmax=init_r), key="runs_final")
+    st.plotly_chart(dash.rank_pattern_figure(frame, f"Final rank per layer — {source}", zmax=initial_rank(run)), key="runs_final")
 
 
 def details(run: Run, status: dict, report) -> None:
@@ -167,7 +168,7 @@ def view() -> None:
     metrics, ranks, report = run.metrics(), run.ranks(), run.report()
     header(run, status, metrics)
     curves(metrics)
-    rank_dynamics(run, status, ranks, report)
+    rank_dynamics(run, ranks)
     final_pattern(run, ranks, report)
     details(run, status, report)
 

@@ -6,43 +6,31 @@ in a separate, detached process (``lingo_core.launcher``), so this page never bl
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import string
 from typing import Any, Optional
 
 import streamlit as st
 
-from lingo_core import launcher
+from lingo_core import launcher, runs
+from lingo_core.adapters import get_method, method_names, sections_of
 from lingo_core.config import ConfigError, LingoConfig, config_from_dict, load_config
-from lingo_core.plots.charts import (
-    BudgetSchedule,
-    budget_figure,
-    budget_frame,
-    schedule_frame,
-    token_preview_html,
-    token_summary,
-)
+from lingo_core.plan import BudgetSchedule, RunPlan, budget_schedule, plan_steps
+from lingo_core.plots.charts import budget_figure, budget_frame, schedule_frame, token_preview_html, token_summary
 from pages._common import (
     RUN_NAME,
     UPLOAD_LIMIT_MB,
-    base_model,
     load_task_cached,
-    parameter_counts,
     run_label,
+    run_plan,
     save_upload,
     show_exception,
+    tokenizer_for,
     upload_too_big,
 )
+from pages._settings import settings_controls
 
 QUICKSTART = launcher.PROJECT_ROOT / "configs" / "quickstart.yaml"
-METHOD_HELP = {
-    "lora": "LoRA: a fixed rank r in every targeted layer",
-    "adalora": "AdaLoRA: SVD adapters, rank budget shrinks on a cubic schedule (top-b by importance)",
-    "ars": "ARS: AdaLoRA's schedule, with pruned singular values sampled back in",
-    "head": "Head only: train the classification head (baseline)",
-    "full": "Full fine-tuning (baseline; slow on CPU)",
-}
 TEMPLATE_FIELDS = {"domain", "species", "task", "sequence"}
 OTHER_MODEL = "Other: Hugging Face id or local folder"
 PREVIEW_CHARS = 150
@@ -72,6 +60,61 @@ def template_problem(template: str) -> Optional[str]:
     if names.count("sequence") != 1:
         return "the template must contain {sequence} exactly once"
     return None
+
+
+def schedule_without_model(cfg: LingoConfig, total_step: int) -> tuple[Optional[BudgetSchedule], Optional[str]]:
+    """The budget schedule's tinit/tfinal before the model is known, or why the schedule is empty.
+
+    tinit and tfinal do not depend on the number of adapted modules, so one module stands in until
+    the plan (which needs the model's architecture) counts them. ``(None, None)`` without a budget.
+    """
+    try:
+        return budget_schedule(cfg.adapter, total_step, 1), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def schedule_chart(schedule: BudgetSchedule, n_modules: int) -> None:
+    """The planned total rank budget b(t), from the plan."""
+    fig = budget_figure(budget_frame([]), schedule_frame(schedule))
+    fig.update_layout(title=f"Planned total rank budget b(t) over {n_modules} adapted modules", height=260)
+    st.plotly_chart(fig, key="train_schedule_chart")
+
+
+def review_plan(cfg: LingoConfig, task: Any, with_model: bool, problems: list[str]) -> Optional[RunPlan]:
+    """Show what the run will do, from :func:`lingo_core.plan.plan_run` (cached): optimizer steps,
+    the budget schedule, trainable parameters and adapted modules. Without the model: the steps
+    and the schedule's tinit/tfinal only (:func:`lingo_core.plan.plan_steps`)."""
+    steps = plan_steps(cfg, len(task.train))
+    schedule, problem = schedule_without_model(cfg, steps.total_step)
+    if problem:
+        st.error(f"Budget schedule: {problem}")
+        problems.append("empty budget schedule")
+        return None
+    plan = None
+    if with_model:
+        key = json.dumps({**cfg.to_dict(), "run_name": None}, sort_keys=True, default=str)
+        try:
+            plan = run_plan(key, len(task.train), tuple(task.label_names), bool(task.multi_label))
+        except Exception as exc:  # noqa: BLE001 - e.g. target modules that do not exist in a custom model
+            show_exception("Could not apply the method to this model", exc)
+            problems.append("the method does not apply")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Optimizer steps", f"{(plan or steps).total_step:,}", help="epochs x steps per epoch, capped by max steps")
+    schedule = plan.schedule if plan is not None else schedule
+    if schedule is not None:
+        c3.metric("Schedule", f"tinit {schedule.tinit} · tfinal {schedule.tfinal}", help="steps at full budget, then at the target budget")
+    if plan is None:
+        return None
+    counts = plan.parameters or {}
+    c2.metric("Trainable parameters", f"{counts['trainable']:,}", f"{counts['percent']:.3f}% of {counts['total']:,}", delta_color="off", delta_arrow="off")
+    st.caption(
+        f"{len(plan.modules)} adapted module(s) · {plan.steps_per_epoch:,} steps per epoch · learning-rate warm-up "
+        f"{plan.warmup_steps:,} steps · dev evaluation every {plan.eval_every:,} steps"
+    )
+    if plan.schedule is not None:
+        schedule_chart(plan.schedule, plan.budget_modules)
+    return plan
 
 
 D = defaults()
@@ -197,30 +240,28 @@ encoding = {
 
 # live token preview
 st.subheader("Token preview")
-num_labels = task.num_labels if task is not None else 2
-multi_label = bool(task.multi_label) if task is not None else False
 auto_load = model_name == "minilm-l6"
-load_ok = auto_load or (bool(model_name) and st.checkbox(f"Load {model_name or 'the model'} for the preview and the parameter count", key="train_load_model"))
+load_ok = auto_load or (bool(model_name) and st.checkbox(f"Load {model_name or 'the model'}'s tokenizer and architecture (no weights) for the preview and the plan", key="train_load_model"))
 sample_default = task.train.sequences[0][:PREVIEW_CHARS] if task is not None else "TATAAAAGGCCAATCGCGTACGTTAGC"
 if st.session_state.get("train_sample_for") != (task.name if task is not None else None):
     st.session_state["train_sample"] = sample_default
     st.session_state["train_sample_for"] = task.name if task is not None else None
 sample = st.text_input("Sample sequence (the first training sequence; edit it freely)", key="train_sample", max_chars=2000)
-loaded = None
+tokenizer = None
 if load_ok and model_name:
     try:
-        loaded = base_model(model_name, sequence_mode, num_labels, multi_label)
+        tokenizer = tokenizer_for(model_name, sequence_mode)
     except Exception as exc:  # noqa: BLE001 - unknown ids, missing packages, no network
         show_exception(f"Could not load model '{model_name}'", exc)
         problems.append("the model does not load")
-if loaded is not None and "invalid prefix template" not in problems:
+if tokenizer is not None and "invalid prefix template" not in problems:
     from lingo_core.config import EncodingConfig
     from lingo_core.data import DataError, clean_sequence
 
     try:
         clean, _ = clean_sequence(sample, "sample sequence")
         encoder = SequenceEncoder(
-            loaded.tokenizer,
+            tokenizer,
             EncodingConfig(**encoding),
             domain=getattr(task, "domain", "DNA") or "DNA",
             species=getattr(task, "species", None),
@@ -242,47 +283,17 @@ if loaded is not None and "invalid prefix template" not in problems:
             + (f" Truncated at nucleotide {encoded.truncated_at + 1} by max tokens {max_length}." if encoded.truncated_at is not None else "")
         )
 elif not load_ok:
-    st.info("Tick the box above to load the model for the token preview and the parameter count.")
+    st.info("Tick the box above to load the model's tokenizer and architecture for the token preview and the plan.")
 
 # -- 3. method and budget -----------------------------------------------------------------------------------
+# every registered method, with controls drawn from its settings dataclasses (pages/_settings.py)
 st.header("3 · Method and rank budget")
-A = D["adapter"]
-method = st.radio("Method", list(METHOD_HELP), index=list(METHOD_HELP).index(A["method"]), key="train_method", horizontal=True, format_func=str.upper)
-st.caption(METHOD_HELP[method])
+methods = method_names()
+method = st.radio("Method", methods, index=methods.index(D["adapter"]["method"]) if D["adapter"]["method"] in methods else 0, key="train_method", horizontal=True, format_func=str.upper)
+st.caption(get_method(method).summary)
 adapter: dict[str, Any] = {"method": method}
-if method == "lora":
-    c1, c2, c3 = st.columns(3)
-    adapter["r"] = int(c1.number_input("Rank r", 1, 256, int(A["r"]), key="train_r"))
-    adapter["lora_alpha"] = int(c2.number_input("alpha", 1, 1024, int(A["lora_alpha"]), key="train_alpha"))
-    adapter["lora_dropout"] = float(c3.number_input("dropout", 0.0, 0.9, float(A["lora_dropout"]), step=0.01, key="train_dropout"))
-elif method in ("adalora", "ars"):
-    c1, c2, c3 = st.columns(3)
-    adapter["init_r"] = int(c1.number_input("Initial rank per module", 1, 256, int(A["init_r"]), key="train_init_r"))
-    adapter["target_r"] = int(c2.number_input("Target rank per module (average)", 1, 256, int(A["target_r"]), key="train_target_r"))
-    adapter["deltaT"] = int(c3.number_input("deltaT (steps between allocations)", 1, 10_000, int(A["deltaT"]), key="train_deltaT"))
-    c1, c2, c3 = st.columns(3)
-    adapter["tinit"] = c1.number_input("tinit (steps, or a fraction < 1 of all steps)", 0.0, 1e7, float(A["tinit"]), step=0.05, key="train_tinit", help="Warm-up with the full budget")
-    adapter["tfinal"] = c2.number_input("tfinal (steps, or a fraction < 1)", 0.0, 1e7, float(A["tfinal"]), step=0.05, key="train_tfinal", help="Final fine-tuning at the target budget")
-    adapter["orth_reg_weight"] = float(c3.number_input("Orthogonality weight", 0.0, 10.0, float(A["orth_reg_weight"]), step=0.1, key="train_orth"))
-    with st.expander("More AdaLoRA settings"):
-        c1, c2, c3, c4 = st.columns(4)
-        adapter["beta1"] = float(c1.number_input("beta1 (importance EMA)", 0.01, 0.999, float(A["beta1"]), key="train_beta1"))
-        adapter["beta2"] = float(c2.number_input("beta2 (uncertainty EMA)", 0.01, 0.999, float(A["beta2"]), key="train_beta2"))
-        adapter["lora_alpha"] = int(c3.number_input("alpha", 1, 1024, int(A["lora_alpha"]), key="train_alpha_ada"))
-        adapter["lora_dropout"] = float(c4.number_input("dropout", 0.0, 0.9, float(A["lora_dropout"]), step=0.01, key="train_dropout_ada"))
-    for key in ("tinit", "tfinal"):
-        value = float(adapter[key])
-        adapter[key] = value if 0 < value < 1 else int(round(value))
-    if method == "ars":
-        c1, c2, c3 = st.columns(3)
-        adapter["reintroduce_rate"] = float(c1.slider("Reintroduction rate rho", 0.0, 0.9, float(A["reintroduce_rate"]), 0.01, key="train_rho", help="Share of the budget filled by sampling outside the top-b"))
-        uniform = c2.checkbox("Uniform sampling", A["temperature"] == "uniform", key="train_uniform")
-        temperature = c2.number_input("Temperature tau", 0.01, 100.0, 1.0 if A["temperature"] == "uniform" else float(A["temperature"]), step=0.1, key="train_tau", disabled=uniform)
-        adapter["temperature"] = "uniform" if uniform else float(temperature)
-        adapter["reintroduce"] = c3.radio("Reintroduced value", ["restore", "regrow"], index=["restore", "regrow"].index(A["reintroduce"]), key="train_reintroduce", horizontal=True)
-        c1, c2 = st.columns(2)
-        adapter["rho_decay"] = c1.checkbox("rho decays to 0 over the schedule", bool(A["rho_decay"]), key="train_rho_decay")
-        adapter["mode"] = c2.radio("Mode", ["sampling", "paper"], index=["sampling", "paper"].index(A["mode"]), key="train_mode", horizontal=True, help="paper: the published code's coin-flip pruning, for comparison")
+for section in sections_of(method):
+    adapter[section] = settings_controls(method, section, D["adapter"].get(section))
 
 # -- 4. training --------------------------------------------------------------------------------------------
 st.header("4 · Training")
@@ -333,39 +344,9 @@ if data:
         st.error(f"Settings: {exc}")
         problems.append("invalid settings")
 
-total_step = None
 if cfg is not None and task is not None:
-    from lingo_core.train import total_steps
-
-    total_step = total_steps(cfg, len(task.train), 1)
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Optimizer steps", f"{total_step:,}", help="epochs x steps per epoch, capped by max steps")
-    schedule = None
-    if method in ("adalora", "ars"):
-        from lingo_core.adapters import resolve_schedule
-
-        try:
-            tinit, tfinal = resolve_schedule(cfg.adapter, total_step)
-        except ValueError as exc:
-            st.error(f"Budget schedule: {exc}")
-            problems.append("empty budget schedule")
-        else:
-            c3.metric("Schedule", f"tinit {tinit} · tfinal {tfinal}", help="steps at full budget, then at the target budget")
-    counts = None
-    if loaded is not None and "empty budget schedule" not in problems:
-        try:
-            counts = parameter_counts(model_name, sequence_mode, num_labels, multi_label, json.dumps(dataclasses.asdict(cfg.adapter), sort_keys=True), max(total_step, 2))
-        except Exception as exc:  # noqa: BLE001 - e.g. target modules that do not exist in a custom model
-            show_exception("Could not apply the method to this model", exc)
-            problems.append("the method does not apply")
-    if counts is not None:
-        c2.metric("Trainable parameters", f"{counts['trainable']:,}", f"{counts['percent']:.3f}% of {counts['total']:,}", delta_color="off", delta_arrow="off")
-        if method in ("adalora", "ars") and counts.get("modules") and "empty budget schedule" not in problems:
-            plan = BudgetSchedule(cfg.adapter.init_r * counts["modules"], cfg.adapter.target_r * counts["modules"], tinit, tfinal, total_step)
-            fig = budget_figure(budget_frame([]), schedule_frame(plan))
-            fig.update_layout(title=f"Planned total rank budget b(t) over {counts['modules']} adapted modules", height=260)
-            st.plotly_chart(fig, key="train_schedule_chart")
-    with st.expander("The config that will be written (config.yaml)"):
+    review_plan(cfg, task, tokenizer is not None, problems)
+    with st.expander(f"The config that will be written ({runs.CONFIG})"):
         from lingo_core.config import save_config
 
         st.code(save_config(cfg), language="yaml")

@@ -7,6 +7,8 @@ Finished runs are written by hand (``fake_run``) or trained in seconds with a ti
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -15,10 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from lingo_core import launcher, runs
+from lingo_core.adapters import MethodSpec, has_rank_budget, register_method, unregister_method
 from lingo_core.config import config_from_dict, save_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,15 +56,23 @@ def chart_keys(at: AppTest) -> set:
     return {c.key for c in at.get("plotly_chart")}
 
 
+def trace_values(values) -> list:
+    """A plotly trace's x or y as a list (plotly.js specs carry numeric arrays as base64 ``bdata``)."""
+    if isinstance(values, dict) and "bdata" in values:
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
 def fake_run(root: Path, name: str, state: str = "done", method: str = "ars", **status) -> Path:
     """A run directory with metrics, rank allocations and a report, written without training."""
-    cfg = config_from_dict({"adapter": {"method": method, "init_r": 4, "target_r": 2, "tinit": 2, "tfinal": 2, "deltaT": 2}, "output_dir": str(root)})
+    budget = {"init_r": 4, "target_r": 2, "tinit": 2, "tfinal": 2, "deltaT": 2}
+    cfg = config_from_dict({"adapter": {"method": method, "adalora": budget}, "output_dir": str(root)})
     writer = runs.RunWriter.create(root, save_config(cfg), method, "demo/motifs", name)
     for step in range(1, 11):
         writer.log_metrics({"step": step, "epoch": step / 10, "loss": 1.0 / step, "lr": 1e-3})
         if step % 5 == 0:
             writer.log_metrics({"step": step, "epoch": 0, "dev_mcc": 0.1 * step, "dev_auroc": 0.7, "dev_auprc": 0.7, "dev_loss": 0.5})
-    if method in ("adalora", "ars"):
+    if has_rank_budget(method):
         for step, rank in ((4, 4), (6, 3), (8, 2)):
             writer.log_ranks(
                 {
@@ -91,7 +103,7 @@ def trained_run(tiny_bert_dir, tmp_path_factory) -> Path:
     from tests.helpers import tiny_config
 
     out = tmp_path_factory.mktemp("trained")
-    cfg = tiny_config(tiny_bert_dir, out, "ars", train={"max_steps": 6, "eval_every": 3}, adapter={"tinit": 1, "tfinal": 1})
+    cfg = tiny_config(tiny_bert_dir, out, "ars", train={"max_steps": 6, "eval_every": 3}, adapter={"adalora": {"tinit": 1, "tfinal": 1}})
     path = train(cfg)
     assert runs.load_run(path).state == "done"
     return path
@@ -127,15 +139,25 @@ def test_home_lists_runs_and_quickstart_queues_a_run(dashboard_runs_dir):
 
 # -- Train -------------------------------------------------------------------------------------------------------
 def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_runs_dir):
+    from lingo_core.plan import plan_run
+
     at = app("train")
     no_exception(at)
     for key in ("train_task", "train_model", "train_prefix", "train_device"):
         assert at.selectbox(key=key) is not None
-    for key in ("train_source", "train_seq_mode", "train_method", "train_reintroduce", "train_mode"):
+    for key in ("train_source", "train_seq_mode", "train_method", "train_ars_reintroduce", "train_ars_mode"):
         assert at.radio(key=key) is not None
-    for key in ("train_init_r", "train_target_r", "train_deltaT", "train_tinit", "train_tfinal", "train_max_steps", "train_batch", "train_lr"):
+    # the quickstart's ARS settings, one control per settings field, keyed train_<section>_<field>
+    quickstart = {"train_adalora_init_r": 8, "train_adalora_target_r": 4, "train_adalora_deltaT": 10, "train_adalora_tinit": 0.1, "train_adalora_tfinal": 0.2}
+    for key, value in quickstart.items():
+        assert at.number_input(key=key).value == pytest.approx(value), key
+    for key in ("train_max_steps", "train_batch", "train_lr"):
         assert at.number_input(key=key) is not None
-    assert at.slider(key="train_rho").value == pytest.approx(0.1)
+    assert at.number_input(key="train_ars_reintroduce_rate").value == pytest.approx(0.1)
+    assert at.text_input(key="train_ars_temperature").value == "1.0"
+    assert at.checkbox(key="train_ars_rho_decay").value is True
+    assert "More AdaLoRA settings" in [e.label for e in at.expander]
+    assert "train_lora_target_modules" not in {w.key for w in at.text_input}  # ui=False
     assert at.selectbox(key="train_task").value == "demo/motifs"
     preview = texts(at.get("html"))
     assert "lingo-token" in preview and "lingo-prompt" in preview and "[CLS]" in preview
@@ -154,18 +176,33 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     assert at.button(key="train_launch").disabled
     at.selectbox(key="train_prefix").set_value("paper").run()
 
-    at.number_input(key="train_max_steps").set_value(5).run()
+    # a temperature is a number or 'uniform'; anything else is a settings error
+    at.text_input(key="train_ars_temperature").set_value("warm").run()
+    assert "adapter.ars.temperature" in texts(at.error) and at.button(key="train_launch").disabled
+    at.text_input(key="train_ars_temperature").set_value("uniform").run()
+    at.number_input(key="train_adalora_tinit").set_value(2.0).run()  # >= 1: a step count, written as an int
+
+    at.number_input(key="train_max_steps").set_value(20).run()
     at.text_input(key="train_run_name").set_value("../escape").run()
     assert "Run name" in texts(at.error) and at.button(key="train_launch").disabled
     at.text_input(key="train_run_name").set_value("apptest-run").run()
     assert not at.button(key="train_launch").disabled
+    shown = {m.label: m.value for m in at.metric}
+    spec = json.loads(next(c for c in at.get("plotly_chart") if c.key == "train_schedule_chart").proto.spec)
     at.button(key="train_launch").click().run()
     no_exception(at)
     run = runs.load_run(dashboard_runs_dir / "apptest-run")
     assert run.state == "queued"
-    assert run.config["train"]["max_steps"] == 5 and run.config["adapter"]["method"] == "ars"
+    assert run.config["train"]["max_steps"] == 20 and run.config["adapter"]["method"] == "ars"
+    assert run.config["adapter"]["ars"]["temperature"] == "uniform" and run.config["adapter"]["adalora"]["tinit"] == 2
     assert run.config["output_dir"] == str(dashboard_runs_dir)
     assert "apptest-run" in texts(at.success)
+    # what the page showed is the plan of the config it wrote
+    plan = plan_run(run.typed_config(), 1000, ["negative", "positive"])
+    assert shown["Optimizer steps"] == "20" and shown["Schedule"] == "tinit 2 · tfinal 4"
+    assert shown["Trainable parameters"] == f"{plan.parameters['trainable']:,}"
+    curve = trace_values(next(trace for trace in spec["data"] if trace["name"] == "cubic schedule b(t)")["y"])
+    assert curve == plan.schedule.curve()[1] and curve[0] == 8 * plan.budget_modules
 
     # the queue panel lists it and cancels it
     at.button(key="cancel_apptest-run").click().run()
@@ -177,15 +214,70 @@ def test_train_page_method_settings_follow_the_method(dashboard_runs_dir):
     at.radio(key="train_method").set_value("lora").run()
     no_exception(at)
     keys = {w.key for w in at.number_input}
-    assert "train_r" in keys and "train_init_r" not in keys
+    assert {"train_lora_r", "train_lora_lora_alpha", "train_lora_lora_dropout"} <= keys and "train_adalora_init_r" not in keys
+    assert "train_schedule_chart" not in chart_keys(at) and "Schedule" not in {m.label for m in at.metric}
     at.radio(key="train_method").set_value("adalora").run()
     keys = {w.key for w in at.number_input}
-    assert "train_init_r" in keys and "train_rho" not in {s.key for s in at.slider}
+    assert "train_adalora_init_r" in keys and "train_ars_reintroduce_rate" not in keys
+    at.radio(key="train_method").set_value("head").run()
+    no_exception(at)
+    assert not [w.key for w in at.number_input if w.key.startswith(("train_lora_", "train_adalora_", "train_ars_"))]
+    assert "Trainable parameters" in {m.label for m in at.metric}
+    at.radio(key="train_method").set_value("adalora").run()
     # a schedule that cannot fit the steps is reported before launch
     at.number_input(key="train_max_steps").set_value(3).run()
-    at.number_input(key="train_tinit").set_value(2.0).run()
+    at.number_input(key="train_adalora_tinit").set_value(2.0).run()
     assert "Budget schedule" in texts(at.error)
     assert at.button(key="train_launch").disabled
+
+
+@dataclasses.dataclass
+class ToySettings:
+    width: int = dataclasses.field(default=3, metadata={"label": "Toy width", "help": "how wide the toy is", "min": 1, "max": 9})
+
+
+@dataclasses.dataclass
+class ToyChildSettings:
+    depth: int = dataclasses.field(default=2, metadata={"label": "Toy depth", "min": 1, "max": 9})
+    secret: int = dataclasses.field(default=0, metadata={"ui": False})
+
+
+@pytest.fixture
+def toy_methods():
+    """``toy`` (one int setting) and ``toy_child`` (extends toy), registered from outside the package.
+
+    The model is the head-only baseline's: enough for the page to plan the run.
+    """
+    head = "lingo_core.adapters.head.model:HeadOnly"
+    register_method(MethodSpec(name="toy", summary="Toy: a method registered by a test", model=head, settings=ToySettings))
+    register_method(MethodSpec(name="toy_child", summary="ToyChild: extends toy", model=head, settings=ToyChildSettings, extends="toy"))
+    yield
+    unregister_method("toy_child")
+    unregister_method("toy")
+
+
+def test_train_page_lists_a_registered_method_with_its_settings(dashboard_runs_dir, toy_methods):
+    at = app("train")
+    no_exception(at)
+    assert {"TOY", "TOY_CHILD"} <= set(at.radio(key="train_method").options)
+    at.radio(key="train_method").set_value("toy").run()
+    no_exception(at)
+    assert "Toy: a method registered by a test" in texts(at.caption)
+    width = at.number_input(key="train_toy_width")
+    assert width.label == "Toy width" and width.value == 3 and width.max == 9
+    assert "Trainable parameters" in {m.label for m in at.metric}  # planned with the toy's model
+    width.set_value(5).run()
+    at.text_input(key="train_run_name").set_value("toy-run").run()
+    at.button(key="train_launch").click().run()
+    no_exception(at)
+    config = runs.load_run(dashboard_runs_dir / "toy-run").config
+    assert config["adapter"]["method"] == "toy" and config["adapter"]["toy"] == {"width": 5}
+
+    # a method that extends another shows both sections, its own last; ui=False fields stay hidden
+    at.radio(key="train_method").set_value("toy_child").run()
+    no_exception(at)
+    keys = [w.key for w in at.number_input if w.key.startswith("train_toy")]
+    assert keys == ["train_toy_width", "train_toy_child_depth"]
 
 
 @pytest.mark.parametrize(
@@ -245,6 +337,39 @@ def test_runs_page_shows_curves_budget_heatmap_lambdas_and_final_pattern(dashboa
     no_exception(at)
     assert "3 allocations" in texts(at.caption)
     assert not [b for b in at.button if b.key in ("runs_cancel", "runs_resume")]
+
+
+def test_runs_and_compare_pages_survive_a_run_with_a_broken_config(dashboard_runs_dir):
+    """A config that no longer validates (here: a rank that is not a number) must not crash a page:
+    the charts are drawn without the planned curve and colour-scale maximum."""
+    path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-bad")
+    config = yaml.safe_load((path / runs.CONFIG).read_text())
+    config["adapter"]["adalora"]["init_r"] = "eight"
+    (path / runs.CONFIG).write_text(yaml.safe_dump(config))
+    for page in ("runs", "compare"):
+        at = app(page)
+        no_exception(at)
+    at = app("runs")
+    assert {"runs_budget", "runs_heatmap", "runs_final"} <= chart_keys(at)
+    budget = json.loads(next(c for c in at.get("plotly_chart") if c.key == "runs_budget").proto.spec)
+    assert "cubic schedule b(t)" not in [trace["name"] for trace in budget["data"]]
+
+
+def test_runs_page_draws_the_planned_schedule_and_no_budget_for_lora(dashboard_runs_dir):
+    fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-aaaa")
+    at = app("runs")
+    budget = json.loads(next(c for c in at.get("plotly_chart") if c.key == "runs_budget").proto.spec)
+    curve = next(trace for trace in budget["data"] if trace["name"] == "cubic schedule b(t)")
+    # 4 modules x init_r 4 until tinit (2 steps of 10), 4 x target_r 2 for the last tfinal (2) steps
+    values = trace_values(curve["y"])
+    assert len(values) == 11 and values[0] == 16 and values[-1] == 8
+    final = json.loads(next(c for c in at.get("plotly_chart") if c.key == "runs_final").proto.spec)
+    assert final["data"][0]["zmax"] == 4  # the colour scale tops out at init_r
+    fake_run(dashboard_runs_dir, "20261125-100001-lora-demo_motifs-bbbb", method="lora")
+    at = app("runs")  # the newest run: LoRA
+    no_exception(at)
+    assert "LoRA: a fixed rank r" in texts(at.info) and "no rank budget" in texts(at.info)
+    assert "runs_budget" not in chart_keys(at)
 
 
 def test_runs_page_live_run_can_be_cancelled(dashboard_runs_dir):

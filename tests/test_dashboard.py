@@ -1,14 +1,17 @@
-"""Chart data builders and figures of the dashboard (lingo_core.plots.charts), on synthetic records."""
+"""Chart data builders and figures of the dashboard (lingo_core.plots.charts), on synthetic records,
+and the planned budget schedule the charts draw against what a real (tiny) run recorded."""
 
 from __future__ import annotations
 
+import json
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from lingo_core import runs
+from lingo_core.plan import BudgetSchedule, schedule_of_run
 from lingo_core.plots import charts as dash
 
 MODULES = ["0.attention.self.query", "0.output.dense", "1.attention.self.query"]
@@ -44,52 +47,89 @@ def ranks_records() -> list[dict]:
     ]
 
 
-CONFIG = {"adapter": {"method": "ars", "init_r": 4, "target_r": 2, "tinit": 0.2, "tfinal": 0.2, "deltaT": 2}}
+CONFIG = {"adapter": {"method": "ars", "adalora": {"init_r": 4, "target_r": 2, "tinit": 0.2, "tfinal": 0.2, "deltaT": 2}}}
 
 
 # -- schedule ----------------------------------------------------------------------------------------------
-def test_budget_schedule_matches_peft_budget_schedule():
-    from peft.tuners.adalora import RankAllocator
-
-    schedule = dash.BudgetSchedule(init_budget=240, target_budget=120, tinit=30, tfinal=60, total_step=300)
-    fake = SimpleNamespace(
-        peft_config=SimpleNamespace(tinit=30, tfinal=60, total_step=300, deltaT=10), init_bgt=240, target_bgt=120
-    )
-    for step in range(0, 301):
-        assert schedule.at(step) == RankAllocator.budget_schedule(fake, step)[0], step
-
-
-def test_schedule_for_run_resolves_fractions_and_module_count():
-    schedule = dash.schedule_for_run(CONFIG, ranks_records(), total_step=20)
-    assert schedule == dash.BudgetSchedule(init_budget=12, target_budget=6, tinit=4, tfinal=4, total_step=20)
+def test_schedule_of_run_resolves_fractions_and_module_count():
+    """The Runs page's curve: the run's config, its total steps and the modules of its first allocation."""
+    schedule = schedule_of_run(CONFIG, 20, len(ranks_records()[0]["active"]))
+    assert schedule == BudgetSchedule(init_budget=12, target_budget=6, tinit=4, tfinal=4, total_step=20, delta_t=2)
     assert schedule.at(0) == 12 and schedule.at(20) == 6
     steps = dash.schedule_frame(schedule)
     assert list(steps["step"]) == list(range(21)) and steps["scheduled"].is_monotonic_decreasing
+    assert list(steps["scheduled"]) == [schedule.at(s) for s in range(21)]
 
 
 @pytest.mark.parametrize(
-    "config, ranks, total",
+    "config, n_modules, total",
     [
-        ({"adapter": {"method": "lora"}}, ranks_records(), 20),  # no budget
-        (CONFIG, [], 20),  # no allocation yet
-        (CONFIG, ranks_records(), None),  # total_step unknown
-        ({"adapter": {"method": "ars", "tinit": 15, "tfinal": 10}}, ranks_records(), 20),  # empty schedule
-        ({"adapter": {"method": "ars", "init_r": "eight"}}, ranks_records(), 20),  # broken config
+        ({"adapter": {"method": "lora"}}, 3, 20),  # no budget
+        (CONFIG, 0, 20),  # no allocation yet: no modules known
+        (CONFIG, 3, None),  # total_step unknown
+        ({"adapter": {"method": "ars", "adalora": {"tinit": 15, "tfinal": 10}}}, 3, 20),  # empty schedule
+        ({"adapter": {"method": "ars", "adalora": {"init_r": "eight"}}}, 3, 20),  # broken config
     ],
 )
-def test_schedule_for_run_is_none_when_there_is_no_schedule(config, ranks, total):
-    assert dash.schedule_for_run(config, ranks, total) is None
+def test_schedule_of_run_is_none_when_there_is_no_schedule(config, n_modules, total):
+    assert schedule_of_run(config, total, n_modules) is None
 
 
-def test_total_step_prefers_report_then_live_progress():
-    assert dash.total_step_of({"progress": {"total_step": 40}}, {"total_step": 50}) == 50
-    assert dash.total_step_of({"progress": {"total_step": 40}}, None) == 40
-    assert dash.total_step_of({}, None) is None
+def test_total_step_prefers_report_then_live_progress(tmp_path):
+    writer = runs.RunWriter.create(tmp_path, "adapter: {method: ars}\n", "ars", "demo/motifs", "run")
+    run = runs.load_run(writer.path)
+    assert run.total_step is None
+    writer.update_status(progress={"step": 3, "total_step": 40})
+    assert run.total_step == 40
+    writer.write_report({"total_step": 50})
+    assert run.total_step == 50
+
+
+@pytest.fixture(scope="module")
+def tiny_ars_run(tiny_bert_dir, tmp_path_factory):
+    """A finished ARS run of the tiny BERT (16 steps, allocations every 2 steps)."""
+    from lingo_core.train import train
+    from tests.helpers import tiny_config
+
+    path = train(tiny_config(tiny_bert_dir, tmp_path_factory.mktemp("ars_run"), "ars"))
+    run = runs.load_run(path)
+    assert run.state == "done", run.status.get("error")
+    return run
+
+
+def test_recorded_budget_follows_the_planned_schedule(tiny_ars_run):
+    """The curve the Runs page draws is the budget the run allocated, at every allocation."""
+    ranks = tiny_ars_run.ranks()
+    n_modules = len(ranks[0]["active"])
+    schedule = schedule_of_run(tiny_ars_run.config, tiny_ars_run.total_step, n_modules)
+    assert schedule is not None and schedule.total_step == 16 == tiny_ars_run.total_step
+    assert schedule.init_budget == 4 * n_modules and schedule.target_budget == 2 * n_modules
+    assert len(ranks) >= 3 and all(schedule.is_allocation_step(r["step"]) for r in ranks)
+    for record in ranks:
+        assert record["budget"] == schedule.at(record["step"]), record["step"]
+        assert sum(record["active"].values()) == record["budget"]  # ARS fills the budget exactly
+    assert ranks[-1]["budget"] == schedule.target_budget  # the final allocation reaches the target
+    frame = dash.budget_frame(ranks, schedule)
+    assert list(frame["scheduled"]) == list(frame["budget"])
+
+
+def test_train_page_plan_counts_the_parameters_the_run_trained(tiny_ars_run):
+    """The Train page's plan (pages._common.run_plan, an empty model) matches the trained model's count."""
+    from pages._common import run_plan
+
+    cfg = tiny_ars_run.typed_config()
+    report = tiny_ars_run.report()
+    plan = run_plan(json.dumps(cfg.to_dict(), sort_keys=True), 160, tuple(report["label_names"]), False)
+    assert plan.parameters["trainable"] == report["parameters"]["trainable"] > 0
+    assert plan.parameters["total"] == report["parameters"]["total"]
+    assert plan.total_step == tiny_ars_run.total_step
+    assert plan.budget_modules == len(tiny_ars_run.ranks()[0]["active"])
+    assert plan.schedule == schedule_of_run(tiny_ars_run.config, tiny_ars_run.total_step, plan.budget_modules)
 
 
 # -- frames ------------------------------------------------------------------------------------------------
 def test_budget_frame_sums_active_ranks_and_counts_events():
-    schedule = dash.BudgetSchedule(12, 6, 4, 4, 20)
+    schedule = BudgetSchedule(12, 6, 4, 4, 20)
     frame = dash.budget_frame(ranks_records(), schedule)
     assert list(frame["step"]) == [4, 6, 8]
     assert list(frame["active"]) == [10, 8, 6]
@@ -210,7 +250,7 @@ def test_token_preview_escapes_everything_and_shows_spans():
 # -- figures -----------------------------------------------------------------------------------------------
 def test_figures_build_from_records_and_from_nothing():
     records = ranks_records()
-    schedule = dash.BudgetSchedule(12, 6, 4, 4, 20)
+    schedule = BudgetSchedule(12, 6, 4, 4, 20)
     metrics = [{"step": 1, "loss": 0.9}, {"step": 2, "dev_mcc": 0.4, "dev_loss": 0.7}]
     figures = {
         "loss": dash.loss_figure(dash.loss_frame(metrics)),

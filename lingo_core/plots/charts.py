@@ -1,20 +1,23 @@
 """Chart data builders and plotly figures for the dashboard, as plain functions.
 
 Everything here takes the records of the run-directory read API (``Run.metrics()``,
-``Run.ranks()``, ``Run.report()``, ``Run.summary()``) and returns pandas frames or plotly figures;
-nothing imports Streamlit, so every builder is unit-tested on its own (tests/test_dashboard.py).
+``Run.ranks()``, ``Run.report()``, ``Run.summary()``) and the planned budget schedule
+(:class:`lingo_core.plan.BudgetSchedule`) and returns pandas frames or plotly figures; nothing
+imports Streamlit, so every builder is unit-tested on its own (tests/test_dashboard.py).
 """
 
 from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
+if TYPE_CHECKING:
+    from ..plan import BudgetSchedule
 
 DEV_METRICS = ("dev_mcc", "dev_auroc", "dev_auprc", "dev_f1", "dev_accuracy")
 STATE_ICONS = {  # Streamlit material icons (markdown); tables show the plain state
@@ -28,60 +31,6 @@ STATE_ICONS = {  # Streamlit material icons (markdown); tables show the plain st
 }
 KIND_COLOURS = {"prompt": "#cfe2ff", "special": "#e2e3e5"}
 SEQUENCE_COLOURS = ("#c7f0d2", "#fde2b8")  # alternate so token boundaries stay visible
-
-
-# -- the cubic budget schedule ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class BudgetSchedule:
-    """peft AdaLoRA's budget schedule: ``init_budget`` until ``tinit``, cubic decay, ``target_budget`` after."""
-
-    init_budget: int
-    target_budget: int
-    tinit: int
-    tfinal: int
-    total_step: int
-
-    def at(self, step: int) -> int:
-        """The total rank budget b(t) at ``step`` (same arithmetic as peft's ``budget_schedule``)."""
-        if step <= self.tinit:
-            return self.init_budget
-        if step > self.total_step - self.tfinal:
-            return self.target_budget
-        span = max(1, self.total_step - self.tfinal - self.tinit)
-        mul = 1 - (step - self.tinit) / span
-        return int((self.init_budget - self.target_budget) * (mul**3) + self.target_budget)
-
-
-def schedule_for_run(
-    config: Mapping[str, Any], ranks: Sequence[Mapping[str, Any]], total_step: Optional[int]
-) -> Optional[BudgetSchedule]:
-    """The schedule of a run from its config, its first ranks record (module count) and ``total_step``.
-
-    Returns None when the run has no budget (lora/head/full), no ranks yet, or no ``total_step``.
-    """
-    adapter = dict(config.get("adapter") or {})
-    if adapter.get("method") not in ("adalora", "ars") or not ranks or not total_step:
-        return None
-    n_modules = len(ranks[0].get("active") or {})
-    if not n_modules:
-        return None
-    from .adapters import resolve_schedule  # lazy: imports torch/peft
-    from .config import config_from_dict
-
-    try:
-        cfg = config_from_dict({"adapter": adapter}).adapter
-        tinit, tfinal = resolve_schedule(cfg, int(total_step))
-    except (ValueError, TypeError):  # ConfigError is a ValueError
-        return None
-    return BudgetSchedule(cfg.init_r * n_modules, cfg.target_r * n_modules, tinit, tfinal, int(total_step))
-
-
-def total_step_of(status: Mapping[str, Any], report: Optional[Mapping[str, Any]]) -> Optional[int]:
-    """``total_step`` from report.json, else from the live progress in status.json."""
-    if report and report.get("total_step"):
-        return int(report["total_step"])
-    progress = status.get("progress") or {}
-    return int(progress["total_step"]) if progress.get("total_step") else None
 
 
 # -- frames ----------------------------------------------------------------------------------------
@@ -104,7 +53,8 @@ def dev_frame(metrics: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def budget_frame(ranks: Sequence[Mapping[str, Any]], schedule: Optional[BudgetSchedule] = None) -> pd.DataFrame:
     """Per allocation: ``step``, ``budget`` (recorded b(t)), ``active`` (sum of active ranks),
-    ``scheduled`` (the cubic schedule at that step, when known), ``pruned``, ``reintroduced``."""
+    ``scheduled`` (the planned b(t) at that step, from :mod:`lingo_core.plan`, when known),
+    ``pruned``, ``reintroduced``."""
     rows = []
     for r in ranks:
         rows.append(
@@ -121,9 +71,10 @@ def budget_frame(ranks: Sequence[Mapping[str, Any]], schedule: Optional[BudgetSc
 
 
 def schedule_frame(schedule: BudgetSchedule) -> pd.DataFrame:
-    """b(t) at every step ``0..total_step``: columns ``step``, ``scheduled``."""
-    steps = np.arange(schedule.total_step + 1)
-    return pd.DataFrame({"step": steps, "scheduled": [schedule.at(int(s)) for s in steps]})
+    """The planned b(t) (:meth:`lingo_core.plan.BudgetSchedule.curve`) at every step ``0..total_step``:
+    columns ``step``, ``scheduled``."""
+    steps, values = schedule.curve()
+    return pd.DataFrame({"step": steps, "scheduled": values})
 
 
 def modules_of(ranks: Sequence[Mapping[str, Any]]) -> list[str]:
