@@ -334,9 +334,10 @@ class Run:
     @property
     def config(self) -> dict[str, Any]:
         try:
-            return yaml.safe_load((self.path / CONFIG).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            return {}
+            value = yaml.safe_load((self.path / CONFIG).read_text(encoding="utf-8"))
+        except (FileNotFoundError, yaml.YAMLError, UnicodeDecodeError):
+            return {}  # a broken run directory reads as an empty config: pages show it, never crash
+        return value if isinstance(value, dict) else {}
 
     @property
     def status(self) -> dict[str, Any]:
@@ -368,17 +369,21 @@ class Run:
 
         return config_from_dict(self.config)
 
+    def _config_value(self, section: str, key: str) -> Any:
+        values = self.config.get(section)
+        return values.get(key) if isinstance(values, dict) else None
+
     @property
     def method(self) -> Optional[str]:
-        return (self.config.get("adapter") or {}).get("method")
+        return self._config_value("adapter", "method")
 
     @property
     def task(self) -> Optional[str]:
-        return (self.config.get("data") or {}).get("task")
+        return self._config_value("data", "task")
 
     @property
     def model_name(self) -> Optional[str]:
-        return (self.config.get("model") or {}).get("name")
+        return self._config_value("model", "name")
 
     @property
     def total_step(self) -> Optional[int]:

@@ -56,6 +56,14 @@ class RunCancelled(Exception):
     """Raised inside the loop when a cancel was requested (CANCEL file or SIGTERM)."""
 
 
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for single-label (integer labels), binary cross-entropy for multi-label (0/1 floats)."""
+    logits = logits.float()
+    if labels.dtype.is_floating_point:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
 def capture_rng() -> dict[str, Any]:
     """Every RNG state as tensors and plain values (checkpoints load with ``weights_only=True``)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -35,8 +34,8 @@ def test_each_method_trains_into_a_complete_run_directory(tiny_bert_dir, tmp_pat
     assert run.state == "done"
     for name in (runs.CONFIG, runs.STATUS, runs.METRICS, runs.REPORT, runs.DATA_REPORT):
         assert (run_dir / name).is_file(), name
-    assert (run.checkpoint_dir / runs.STATE_FILE).is_file()
-    assert run.has_adapter
+    assert run.has_checkpoint and (run_dir / runs.CHECKPOINT / runs.STATE_FILE).is_file()
+    assert run.has_adapter and run.export_info()["method"] == method
     resolved = yaml.safe_load((run_dir / runs.CONFIG).read_text())
     assert resolved["adapter"]["method"] == method and resolved["train"]["seed"] == 42  # every default filled in
 
@@ -47,7 +46,10 @@ def test_each_method_trains_into_a_complete_run_directory(tiny_bert_dir, tmp_pat
     dev_records = [m for m in run.metrics() if "dev_mcc" in m]
     assert [m["step"] for m in dev_records] == [4, 8, 12, 16]
     best_dev = max(m["dev_mcc"] for m in dev_records)
-    assert report["dev"]["mcc"] == pytest.approx(best_dev, abs=1e-6)  # the dev-selected state is the one reported
+    assert report["dev_at_selection"]["mcc"] == pytest.approx(best_dev, abs=1e-6)  # the dev-selected state
+    if method not in ("adalora", "ars"):  # nothing is masked at export: the reported dev is the selected one
+        assert report["dev"]["mcc"] == pytest.approx(best_dev, abs=1e-6)
+    assert report["plan"]["total_step"] == 16 and report["plan"]["parameters"] == report["parameters"]
     percent = report["parameters"]["percent"]
     if method in ("lora", "adalora", "ars"):
         assert 0 < percent < 100
@@ -85,7 +87,7 @@ def test_exported_adapter_loads_with_peft_and_reproduces_the_report(tiny_bert_di
 
 def test_ars_with_rho_zero_makes_the_same_masks_as_peft_adalora(tiny_bert_dir, tmp_path):
     adalora = train(tiny_config(tiny_bert_dir, tmp_path / "a", "adalora"))
-    ars = train(tiny_config(tiny_bert_dir, tmp_path / "b", "ars", adapter={"reintroduce_rate": 0.0}))
+    ars = train(tiny_config(tiny_bert_dir, tmp_path / "b", "ars", adapter={"ars": {"reintroduce_rate": 0.0}}))
     ranks_a, ranks_b = runs.load_run(adalora).ranks(), runs.load_run(ars).ranks()
     assert [r["step"] for r in ranks_a] == [r["step"] for r in ranks_b]
     for ra, rb in zip(ranks_a, ranks_b):
@@ -98,19 +100,27 @@ def test_ars_with_rho_zero_makes_the_same_masks_as_peft_adalora(tiny_bert_dir, t
 
 def test_lambda_lr_scale_puts_the_singular_values_in_their_own_group_and_they_move_faster(tiny_bert_dir, tmp_path):
     from lingo_core.adapters import build_adapter
-    from lingo_core.config import AdapterConfig, ModelConfig
+    from lingo_core.config import config_from_dict
     from lingo_core.models import load_model
-    from lingo_core.train import optimizer_param_groups
 
-    loaded = load_model(ModelConfig(name=str(tiny_bert_dir)), 2)
-    adapted = build_adapter(loaded, AdapterConfig(method="adalora", init_r=4, target_r=2, tinit=1, tfinal=2, deltaT=2), total_step=10, seed=0)
+    def adapted_with(scale: float):
+        adapter = {"method": "adalora", "adalora": {"init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 2, "lambda_lr_scale": scale}}
+        return build_adapter(load_model(ModelConfig(name=str(tiny_bert_dir)), 2), config_from_dict({"adapter": adapter}).adapter, total_step=10, seed=0)
+
+    from lingo_core.config import ModelConfig
+
+    adapted = adapted_with(1.0)
+    trainable = {id(p) for p in adapted.model.parameters() if p.requires_grad}
+    one = adapted.param_groups(1e-3)
+    assert len(one) == 1 and {id(p) for p in one[0]["params"]} == trainable
+    adapted = adapted_with(10.0)
     trainable = {id(p) for p in adapted.model.parameters() if p.requires_grad}
     lambdas = {id(p) for n, p in adapted.model.named_parameters() if ".lora_E." in n}
-    one = optimizer_param_groups(adapted.model, 1e-3)
-    assert len(one) == 1 and {id(p) for p in one[0]["params"]} == trainable
-    others, lam = optimizer_param_groups(adapted.model, 1e-3, 10.0)
+    others, lam = adapted.param_groups(1e-3)
     assert {id(p) for p in lam["params"]} == lambdas and lam["lr"] == pytest.approx(1e-2) and others["lr"] == 1e-3
     assert {id(p) for p in others["params"]} == trainable - lambdas
+    lora = build_adapter(load_model(ModelConfig(name=str(tiny_bert_dir)), 2), config_from_dict({"adapter": {"method": "lora", "adalora": {"lambda_lr_scale": 10.0}}}).adapter, 10)
+    assert len(lora.param_groups(1e-3)) == 1  # the setting belongs to the SVD adapters' section; LoRA never reads it
 
     # end to end: with the scale, the singular values end up larger (same seed, same data, same steps)
     def max_lambda(run_dir):
@@ -118,30 +128,46 @@ def test_lambda_lr_scale_puts_the_singular_values_in_their_own_group_and_they_mo
         return max(max(v) for v in last["lambdas"].values())
 
     base = train(tiny_config(tiny_bert_dir, tmp_path / "1", "adalora"))
-    scaled = train(tiny_config(tiny_bert_dir, tmp_path / "10", "adalora", adapter={"lambda_lr_scale": 10.0}))
+    scaled = train(tiny_config(tiny_bert_dir, tmp_path / "10", "adalora", adapter={"adalora": {"lambda_lr_scale": 10.0}}))
     assert max_lambda(scaled) > 3 * max_lambda(base)
-    assert yaml.safe_load((scaled / "config.yaml").read_text())["adapter"]["lambda_lr_scale"] == 10.0
+    assert yaml.safe_load((scaled / "config.yaml").read_text())["adapter"]["adalora"]["lambda_lr_scale"] == 10.0
 
 
 def test_same_seed_same_masks_and_other_seed_other_masks(tiny_bert_dir, tmp_path):
-    first = runs.load_run(train(tiny_config(tiny_bert_dir, tmp_path / "1", "ars", adapter={"reintroduce_rate": 0.3}))).ranks()
-    second = runs.load_run(train(tiny_config(tiny_bert_dir, tmp_path / "2", "ars", adapter={"reintroduce_rate": 0.3}))).ranks()
+    first = runs.load_run(train(tiny_config(tiny_bert_dir, tmp_path / "1", "ars", adapter={"ars": {"reintroduce_rate": 0.3}}))).ranks()
+    second = runs.load_run(train(tiny_config(tiny_bert_dir, tmp_path / "2", "ars", adapter={"ars": {"reintroduce_rate": 0.3}}))).ranks()
     assert [r["active"] for r in first] == [r["active"] for r in second]
     assert [r["sampled"] for r in first] == [r["sampled"] for r in second]
     other = runs.load_run(
-        train(tiny_config(tiny_bert_dir, tmp_path / "3", "ars", adapter={"reintroduce_rate": 0.3}, train={"seed": 7}))
+        train(tiny_config(tiny_bert_dir, tmp_path / "3", "ars", adapter={"ars": {"reintroduce_rate": 0.3}}, train={"seed": 7}))
     ).ranks()
     assert [r["sampled"] for r in first] != [r["sampled"] for r in other]
 
 
 def test_killed_run_resumes_to_the_same_masks_and_metrics(tiny_bert_dir, tmp_path):
-    cfg = tiny_config(tiny_bert_dir, tmp_path / "reference", "ars", adapter={"reintroduce_rate": 0.3})
+    cfg = tiny_config(tiny_bert_dir, tmp_path / "reference", "ars", adapter={"ars": {"reintroduce_rate": 0.3}})
     reference = runs.load_run(train(cfg))
 
     config_file = tmp_path / "config.yaml"
     cfg.output_dir = str(tmp_path / "killed")
     config_file.write_text(save_config(cfg))
-    killed = _run_cli("train", str(config_file), env={"LINGO_TEST_KILL_AFTER_STEP": "8"})
+    # die like kill -9 right after the checkpoint of step 8 has been written
+    die_after_checkpoint = (
+        "import os, sys\n"
+        "from lingo_core import runs\n"
+        "save = runs.RunWriter.save_state\n"
+        "def save_then_die(self, state):\n"
+        "    save(self, state)\n"
+        "    if state['loop']['step'] >= 8:\n"
+        "        os._exit(137)\n"
+        "runs.RunWriter.save_state = save_then_die\n"
+        "from lingo_core.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", die_after_checkpoint, "train", str(config_file)],
+        cwd=PROJECT_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
+    )
     assert killed.returncode == 137, killed.stderr[-2000:]
     (run_dir,) = list((tmp_path / "killed").iterdir())
     run = runs.load_run(run_dir)
@@ -197,7 +223,7 @@ def test_bad_input_raises_before_any_run_directory_exists(tiny_bert_dir, tmp_pat
 
 def test_failed_run_records_error_and_traceback(tiny_bert_dir, tmp_path):
     # a schedule that cannot fit in the steps fails inside the run: the run says why
-    cfg = tiny_config(tiny_bert_dir, tmp_path, "adalora", adapter={"tinit": 10, "tfinal": 10})
+    cfg = tiny_config(tiny_bert_dir, tmp_path, "adalora", adapter={"adalora": {"tinit": 10, "tfinal": 10}})
     with pytest.raises(ValueError, match="rank budget schedule is empty"):
         train(cfg)
     (run_dir,) = list(tmp_path.iterdir())
@@ -221,7 +247,7 @@ def test_quickstart_config_and_gue_configs_load():
         cfg = load_config(PROJECT_ROOT / "configs" / f"{name}.yaml")
         assert cfg.model.name == "minilm-l6"
     budgets = {m: load_config(PROJECT_ROOT / "configs" / f"gue_prom_core_tata_{m}.yaml").adapter for m in ("lora", "adalora", "ars")}
-    assert budgets["lora"].r == budgets["ars"].init_r == budgets["adalora"].init_r
+    assert budgets["lora"].lora.r == budgets["ars"].adalora.init_r == budgets["adalora"].adalora.init_r
 
 
 def test_short_ars_run_on_real_promoter_data_beats_chance(data_root, tmp_path):
@@ -244,14 +270,15 @@ def test_short_ars_run_on_real_promoter_data_beats_chance(data_root, tmp_path):
     assert report["dev"]["n"] == 613
     assert report["dev"]["mcc"] > 0.2, report["dev"]
     assert report["test"]["auroc"] > 0.7, report["test"]
-    data_report = run.data_report()
-    assert json.dumps(data_report["duplicates"])  # overlaps are reported, not silently dropped
+    duplicates = run.data_report()["duplicates"]  # overlaps are counted and reported, not silently dropped
+    assert {"dev_train", "test_train", "dev_test"} <= set(duplicates) and duplicates["removed"] is False
+    assert all(isinstance(duplicates[k], int) and duplicates[k] >= 0 for k in ("dev_train", "test_train", "dev_test"))
     assert torch.__version__.startswith("2.13")
 
 
 def test_two_process_training_makes_identical_masks_on_every_process(tiny_bert_dir, tmp_path):
     """Multi-process (torchrun, gloo on CPU): one run directory, masks checked equal at every allocation."""
-    cfg = tiny_config(tiny_bert_dir, tmp_path / "runs", "ars", adapter={"reintroduce_rate": 0.3}, train={"batch_size": 5})
+    cfg = tiny_config(tiny_bert_dir, tmp_path / "runs", "ars", adapter={"ars": {"reintroduce_rate": 0.3}}, train={"batch_size": 5})
     config_file = tmp_path / "config.yaml"
     config_file.write_text(save_config(cfg))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -267,3 +294,58 @@ def test_two_process_training_makes_identical_masks_on_every_process(tiny_bert_d
     assert allocations > 0 and report["allocations_checked_identical_across_processes"] == allocations
     for record in runs.load_run(run_dir).ranks():
         assert sum(record["active"].values()) == record["budget"]
+
+
+def test_restored_selection_computes_what_the_export_computes(tiny_bert_dir, tmp_path):
+    """A state selected between allocations has regrown pruned lambdas: restoring it masks them, as the export does."""
+    from lingo_core.adapters import get_method
+    from lingo_core.inference import attach_adapter, collate, load_backbone, restore_selected, run_task_info
+
+    run_dir = train(tiny_config(tiny_bert_dir, tmp_path / "runs", "ars"))
+    run = runs.load_run(run_dir)
+    best = run.load_best()
+    pattern = best["rank_pattern"]
+    assert pattern and not all(all(mask) for mask in pattern.values()), "the selected state has pruned triplets"
+    for name, mask in pattern.items():  # what training does between allocations: pruned lambdas regrow
+        key = next(k for k in best["trainable"] if k.endswith(name.split("base_model.model.")[-1]) or name in k)
+        regrown = best["trainable"][key].clone()
+        regrown[~torch.tensor(mask)] = 100.0
+        best["trainable"][key] = regrown
+
+    cfg, info = run.typed_config(), run_task_info(run)
+    batch = collate(load_backbone(cfg, info).encoder.encode_batch(["ACGTTATAAAAGGCCAATCG" * 3, "GGGCCCAAATTT" * 4])[0], 0)
+
+    def logits(model):
+        model.eval()
+        with torch.no_grad():
+            return model(**batch).logits
+
+    selected = attach_adapter(load_backbone(cfg, info).loaded, cfg, best["total_step"])
+    selected.load_trainable_state(best["trainable"])
+    unmasked = logits(selected.model)
+    restore_selected(selected, best)
+    restored = logits(selected.model)
+    selected.export(tmp_path / "export")
+    exported = get_method("ars").model_class().load_export(load_backbone(cfg, info).loaded, tmp_path / "export")
+    torch.testing.assert_close(restored, logits(exported), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(unmasked, restored, atol=1e-4), "regrown lambdas must not reach the evaluated model"
+
+
+def test_checkpoints_that_could_run_code_are_refused(tiny_bert_dir, tmp_path):
+    """Run directories are shared: a best.pt holding an arbitrary object is never unpickled."""
+    from lingo_core.inference import load_trained
+
+    run_dir = train(tiny_config(tiny_bert_dir, tmp_path / "runs", "lora"))
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    import shutil
+
+    shutil.rmtree(run_dir / runs.ADAPTER)  # no export: loading falls back to the best checkpoint
+    torch.save({"step": 1, "trainable": {}, "payload": Exploit()}, run_dir / runs.CHECKPOINT / runs.BEST_FILE)
+    with pytest.raises(runs.RunFileError, match="not loaded"):
+        load_trained(run_dir)
+    assert not marker.exists()

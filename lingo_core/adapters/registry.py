@@ -10,7 +10,9 @@ another also reads that method's section (``ars`` extends ``adalora``, which ext
 as peft's ``AdaLoraConfig`` extends ``LoraConfig``).
 
 Settings dataclass fields may carry UI hints in ``field(metadata=...)``: ``label``, ``help``,
-``min``, ``max``, ``step``, ``choices``, ``advanced`` (shown folded), ``ui=False`` (not shown).
+``min``, ``max``, ``step``, ``choices``, ``advanced`` (shown folded), ``ui=False`` (not shown),
+``inherited=False`` (not shown when the section is read by a method that extends it, e.g. LoRA's
+``r`` under AdaLoRA).
 A settings class may define ``validate(self)`` raising ``ValueError`` with the field name.
 """
 

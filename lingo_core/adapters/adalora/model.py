@@ -8,6 +8,7 @@ import torch
 
 from ..base import short_module_name
 from ..lora.model import PeftAdapted, peft_common_kwargs
+from ...plan import budget_schedule
 from .config import resolve_schedule
 
 if TYPE_CHECKING:
@@ -42,12 +43,16 @@ class AdaLoRA(PeftAdapted):
             **peft_common_kwargs(cfg, loaded),
         )
         super().__init__(get_peft_model(loaded.model, peft_config), loaded.new_token_ids)
+        for name, param in self.model.named_parameters():
+            if ".ranknum." in name:  # peft's rank constant; it must stay frozen on meta-device skeletons too
+                param.requires_grad = False
         self.cfg = cfg
         self.tuner = self.model.base_model  # peft's AdaLoraModel
         self.peft_config = self.tuner.peft_config["default"]
         self.total_step = total_step
         self.seed = seed
         self.lambda_lr_scale = settings.lambda_lr_scale
+        self.schedule = budget_schedule(cfg, total_step, len(self.lora_e()))  # the run's b(t), as planned
         self.install_allocator()
         self._previous: dict[str, torch.Tensor] = {}
         self._orth_groups: Optional[list[list[tuple[torch.nn.Parameter, bool]]]] = None
@@ -99,16 +104,9 @@ class AdaLoRA(PeftAdapted):
     def allocator(self):
         return self.tuner.rankallocator
 
-    def is_allocation_step(self, step: int) -> bool:
-        """Whether peft's ``update_and_allocate`` masks to a new budget at ``step``."""
-        final = self.total_step - self.peft_config.tfinal
-        if step == final:
-            return True
-        return self.peft_config.tinit < step < final and step % self.peft_config.deltaT == 0
-
     def after_optimizer_step(self, global_step: int) -> Optional[dict[str, Any]]:
         self.tuner.update_and_allocate(global_step)
-        if not self.is_allocation_step(global_step):
+        if not self.schedule.is_allocation_step(global_step):
             return None
         return self.allocation_record(global_step)
 
@@ -132,7 +130,7 @@ class AdaLoRA(PeftAdapted):
 
     def allocation_record(self, step: int) -> dict[str, Any]:
         """What the last allocation did, per module: active rank, |lambda|, pruned and reintroduced."""
-        budget, _ = self.allocator.budget_schedule(step)
+        budget = self.schedule.at(step)
         pattern = self.peft_config.rank_pattern or {}
         record: dict[str, Any] = {
             "step": step,
