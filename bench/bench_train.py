@@ -12,6 +12,7 @@ rank allocation every deltaT=10 steps.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -23,7 +24,8 @@ import torch  # noqa: E402
 
 from lingo_core.adapters import build_adapter  # noqa: E402
 from lingo_core.config import config_from_dict  # noqa: E402
-from lingo_core.train import collate, prepare, seed_everything  # noqa: E402
+from lingo_core.inference import collate, seed_everything  # noqa: E402
+from lingo_core.train import prepare  # noqa: E402
 
 
 def build(method: str, prepared, cfg, total_step: int):
@@ -31,7 +33,7 @@ def build(method: str, prepared, cfg, total_step: int):
 
     seed_everything(0)
     loaded = load_model(cfg.model, prepared.task.num_labels, prepared.task.multi_label, cfg.encoding)
-    adapted = build_adapter(loaded, cfg.adapter.__class__(**{**cfg.adapter.__dict__, "method": method}), total_step, seed=0)
+    adapted = build_adapter(loaded, dataclasses.replace(cfg.adapter, method=method), total_step, seed=0)
     params = [p for p in adapted.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     adapted.model.train()
@@ -57,12 +59,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
 
-    cfg = config_from_dict({"data": {"task": args.task, "max_train": 2000}, "adapter": {"init_r": 8, "target_r": 4, "r": 8, "deltaT": 10}})
+    cfg = config_from_dict({"data": {"task": args.task, "max_train": 2000}, "adapter": {"lora": {"r": 8}, "adalora": {"init_r": 8, "target_r": 4, "deltaT": 10}}})
     prepared = prepare(cfg)
     train = prepared.splits["train"]
     pad = prepared.loaded.tokenizer.pad_token_id
     total_step = args.steps + args.warmup + 100  # the schedule is mid-way (allocating) while measured
-    cfg.adapter.tinit, cfg.adapter.tfinal = 1, 50
+    cfg.adapter.adalora.tinit, cfg.adapter.adalora.tfinal = 1, 50
     generator = torch.Generator().manual_seed(0)
     n_batches = args.steps + args.warmup
     batches = []

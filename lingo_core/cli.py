@@ -1,4 +1,4 @@
-"""Command line: ``python -m lingo_core {train,evaluate,list-models,list-benchmarks,predict,attribute}``."""
+"""Command line: ``python -m lingo_core {train,evaluate,list-models,list-methods,list-benchmarks,predict,attribute,study}``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,18 @@ def cmd_list_models(args: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
+def cmd_list_methods(args: argparse.Namespace) -> int:  # noqa: ARG001
+    from .adapters import get_method, method_names, settings_fields
+
+    rows = []
+    for name in method_names():
+        spec = get_method(name)
+        keys = [f"{section}.{f.name}" for section, f in settings_fields(name)]
+        rows.append({"method": name, "rank budget": "yes" if spec.rank_budget else "no", "summary": spec.summary, "settings (adapter.*)": ", ".join(keys) or "-"})
+    _print_table(rows, ["method", "rank budget", "summary", "settings (adapter.*)"])
+    return 0
+
+
 def cmd_list_benchmarks(args: argparse.Namespace) -> int:
     from .data import list_benchmarks
 
@@ -110,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list-models", help="registry models and whether they are available offline")
     p.set_defaults(func=cmd_list_models)
+    p = sub.add_parser("list-methods", help="adapter methods in the registry and their settings")
+    p.set_defaults(func=cmd_list_methods)
 
     p = sub.add_parser("list-benchmarks", help="named benchmarks and whether their data is present")
     p.add_argument("--root", help="data root (default: $LINGO_DATA_DIR or ../shared/data)")

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 
 import streamlit as st
 
-from lingo_core.adapters import get_method
+from lingo_core.adapters import get_method, settings_fields
 
 COLUMNS = 3  # controls per row; advanced ones use one more
 
@@ -108,10 +108,11 @@ def settings_controls(method: str, section: str, defaults: Optional[typing.Mappi
     initial = {**dataclasses.asdict(cls()), **dict(defaults or {})}
     values: dict[str, Any] = {}
     shown: list[tuple[dataclasses.Field, str]] = []
+    read_by_method = {(s, f.name) for s, f in settings_fields(method)}
     for f in dataclasses.fields(cls):
         values[f.name] = initial.get(f.name)
         kind = field_kind(hints.get(f.name), f.metadata)
-        hidden = f.metadata.get("ui") is False or (f.metadata.get("inherited") is False and section != method)
+        hidden = f.metadata.get("ui") is False or (section, f.name) not in read_by_method
         if kind is not None and not hidden:
             shown.append((f, kind))
     if not shown:

@@ -219,6 +219,7 @@ def test_train_page_method_settings_follow_the_method(dashboard_runs_dir):
     at.radio(key="train_method").set_value("adalora").run()
     keys = {w.key for w in at.number_input}
     assert "train_adalora_init_r" in keys and "train_ars_reintroduce_rate" not in keys
+    assert "train_lora_r" not in keys and "train_lora_lora_alpha" in keys  # AdaLoRA's rank is init_r, not LoRA's r
     at.radio(key="train_method").set_value("head").run()
     no_exception(at)
     assert not [w.key for w in at.number_input if w.key.startswith(("train_lora_", "train_adalora_", "train_ars_"))]

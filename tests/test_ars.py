@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from lingo_core.adapters import build_adapter
-from lingo_core.config import AdapterConfig, ModelConfig
+from lingo_core.config import ModelConfig, config_from_dict
 from lingo_core.models import load_model
 
 
 def _ars(tiny_bert_dir, total_step: int = 100, **settings):
-    cfg = AdapterConfig(method="ars", init_r=4, target_r=2, tinit=10, tfinal=20, deltaT=5, **settings)
+    budget = {"init_r": 4, "target_r": 2, "tinit": 10, "tfinal": 20, "deltaT": 5}
+    cfg = config_from_dict({"adapter": {"method": "ars", "adalora": budget, "ars": settings}}).adapter
     loaded = load_model(ModelConfig(name=str(tiny_bert_dir)), 2)
     return build_adapter(loaded, cfg, total_step=total_step, seed=3)
 

@@ -17,11 +17,11 @@ from tests.conftest import PROJECT_ROOT
 def test_overrides_are_typed_and_nested(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("adapter:\n  method: lora\ntrain:\n  epochs: 2\n")
-    cfg = load_config(path, ["train.max_steps=20", "adapter.temperature=uniform", "adapter.tinit=0.25", "data.label_columns=a,b"])
+    cfg = load_config(path, ["train.max_steps=20", "adapter.ars.temperature=uniform", "adapter.adalora.tinit=0.25", "data.label_columns=a,b"])
     assert cfg.adapter.method == "lora" and cfg.train.epochs == 2.0 and cfg.train.max_steps == 20
-    assert cfg.adapter.temperature == "uniform" and cfg.adapter.tinit == 0.25
+    assert cfg.adapter.ars.temperature == "uniform" and cfg.adapter.adalora.tinit == 0.25
     assert cfg.data.label_columns == ["a", "b"]
-    assert load_config(path, ["adapter.tinit=100"]).adapter.tinit == 100
+    assert load_config(path, ["adapter.adalora.tinit=100"]).adapter.adalora.tinit == 100
 
 
 @pytest.mark.parametrize(
@@ -30,9 +30,12 @@ def test_overrides_are_typed_and_nested(tmp_path):
         ("train.max_stepz=3", "unknown config key.*train.max_stepz"),
         ("train.max_steps=abc", "train.max_steps: expected an integer"),
         ("adapter.method=qlora", "adapter.method must be one of"),
-        ("adapter.reintroduce_rate=1.5", "reintroduce_rate must be in"),
-        ("adapter.target_r=16", "target_r .* must not exceed"),
-        ("adapter.lambda_lr_scale=0", "lambda_lr_scale must be > 0"),
+        ("adapter.ars.reintroduce_rate=1.5", r"adapter\.ars\.reintroduce_rate must be in"),
+        ("adapter.reintroduce_rate=1.5", r"adapter\.ars\.reintroduce_rate must be in"),  # an old key, read as its new name
+        ("adapter.adalora.target_r=16", r"adapter\.adalora\.target_r .* must not exceed"),
+        ("adapter.adalora.lambda_lr_scale=0", "lambda_lr_scale must be > 0"),
+        ("adapter.ars=3", "adapter.ars: expected a mapping of ars settings"),
+        ("adapter.ars.mode=coin", r"adapter\.ars\.mode must be one of \['sampling', 'paper'\]"),
         ("encoding.prefix=Sequence only", "must be 'paper', 'rich', 'none' or a template"),
         ("nosection", "must look like dotted.key=value"),
     ],
@@ -42,10 +45,12 @@ def test_bad_config_values_name_the_key(override, message):
         load_config(None, [override])
 
 
-def test_lambda_lr_scale_is_only_for_svd_adapters():
-    with pytest.raises(ConfigError, match="applies only to the singular values of adalora/ars"):
-        load_config(None, ["adapter.method=lora", "adapter.lambda_lr_scale=10"])
-    assert load_config(None, ["adapter.method=ars", "adapter.lambda_lr_scale=10"]).adapter.lambda_lr_scale == 10.0
+def test_each_method_reads_its_own_sections():
+    cfg = load_config(None, ["adapter.method=ars", "adapter.adalora.lambda_lr_scale=10", "adapter.lora.lora_alpha=64"])
+    assert cfg.adapter.adalora.lambda_lr_scale == 10.0 and cfg.adapter.lora.lora_alpha == 64
+    assert cfg.adapter.used_sections() == ["lora", "adalora", "ars"]
+    assert load_config(None, ["adapter.method=lora"]).adapter.used_sections() == ["lora"]
+    assert load_config(None, ["adapter.method=head"]).adapter.used_sections() == []
 
 
 def test_invalid_yaml_names_the_file(tmp_path):

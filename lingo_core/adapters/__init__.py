@@ -22,6 +22,7 @@ from .registry import (
     register_method,
     sections_of,
     settings_classes,
+    settings_fields,
     unregister_method,
 )
 
@@ -54,5 +55,6 @@ __all__ = [
     "register_method",
     "sections_of",
     "settings_classes",
+    "settings_fields",
     "unregister_method",
 ]

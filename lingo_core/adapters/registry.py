@@ -97,3 +97,16 @@ def sections_of(name: str) -> list[str]:
 def settings_classes() -> dict[str, type]:
     """``{section name: settings dataclass}`` for every method that has settings."""
     return {name: spec.settings for name, spec in _METHODS.items() if spec.settings is not None}
+
+
+def settings_fields(name: str) -> list[tuple[str, dataclasses.Field]]:
+    """``(section, field)`` for every setting ``name`` reads, base first; a field marked
+    ``inherited=False`` counts only for its own method (LoRA's ``r`` is not AdaLoRA's rank)."""
+    classes = settings_classes()
+    out = []
+    for section in sections_of(name):
+        for f in dataclasses.fields(classes[section]):
+            if section != name and f.metadata.get("inherited", True) is False:
+                continue
+            out.append((section, f))
+    return out
