@@ -74,6 +74,10 @@ class ModelConfig:
     trust_remote_code: bool = False
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     dtype: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16", "float16"
+    # what the classifier reads: "auto" (mean for sentence-transformers encoders such as MiniLM,
+    # the last real token for decoders, the model's CLS head otherwise), "cls", "mean", "last", or
+    # "native" (the head transformers builds, as runs made before this setting used)
+    pooling: str = "auto"
 
 
 class ConfigWarning(UserWarning):
@@ -365,6 +369,7 @@ def validate_config(cfg: LingoConfig) -> None:
             except ValueError as exc:
                 raise ConfigError(f"adapter.{name}.{exc}") from None
     _choice("encoding.sequence", e.sequence, ("native", "nucleotide", "kmer"))
+    _choice("model.pooling", cfg.model.pooling, ("auto", "native", "cls", "mean", "last"))
     _choice("data.iupac", d.iupac, ("n", "reject"))
     _choice("data.duplicates", d.duplicates, ("report", "remove"))
     if e.sequence == "kmer" and not 1 <= e.k <= 12:

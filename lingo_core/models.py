@@ -34,6 +34,8 @@ TARGET_MODULES: dict[str, Union[list[str], str]] = {
     "gpt2": ["c_attn", "c_fc", "mlp.c_proj"],
 }
 HEAD_NAMES = ("classifier", "score")  # classification heads of encoder / decoder models
+DECODER_FAMILIES = ("opt", "llama", "gpt2")  # their classification head reads the last real token
+POOLINGS = ("auto", "native", "cls", "mean", "last")
 
 
 @dataclass
@@ -58,6 +60,7 @@ class LoadedModel:
     new_token_ids: list[int] = field(default_factory=list)  # dedicated nucleotide tokens, if any
     device: torch.device = torch.device("cpu")
     precision: str = "no"  # mixed precision for Accelerate: "no", "bf16", "fp16"
+    pooling: str = "native"  # what the classifier reads (resolved: native, cls, mean or last)
 
     @property
     def target_modules(self) -> Union[list[str], str]:
@@ -67,6 +70,81 @@ class LoadedModel:
                 "adapter.target_modules to the names of its attention/MLP linear layers"
             )
         return TARGET_MODULES[self.family]
+
+
+class MaskedPooler(torch.nn.Module):
+    """Replaces a BERT-type encoder's pooler: the mean of the real (unpadded) tokens' hidden states,
+    or the last real token's. The attention mask is taken from the encoder's own call (a forward
+    pre-hook), so the model's forward signature and peft/captum wrappers stay as they are."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        self.attention_mask: Optional[torch.Tensor] = None
+
+    def remember_mask(self, module, args, kwargs) -> None:  # noqa: ARG002 - forward pre-hook signature
+        self.attention_mask = kwargs.get("attention_mask")
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        mask = self.attention_mask
+        if mask is None or mask.shape[:2] != hidden_states.shape[:2]:
+            mask = torch.ones(hidden_states.shape[:2], dtype=torch.long, device=hidden_states.device)
+        mask = mask.to(hidden_states.dtype).unsqueeze(-1)
+        if self.mode == "mean":
+            return (hidden_states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        last = mask.squeeze(-1).sum(1).long().clamp_min(1) - 1
+        return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), last]
+
+
+def sentence_transformers_pooling(source: Optional[Path]) -> Optional[str]:
+    """``mean``/``cls`` from a sentence-transformers folder's ``1_Pooling/config.json``, else None."""
+    import json
+
+    if source is None:
+        return None
+    path = Path(source) / "1_Pooling" / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if config.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if config.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+def resolve_pooling(requested: str, family: str, source: Optional[Path]) -> str:
+    """``auto`` -> mean for sentence-transformers encoders (their pooling config), last token for
+    decoders, the model's own CLS head otherwise; other values are checked against the family."""
+    if requested not in POOLINGS:
+        raise ModelError(f"model.pooling must be one of {list(POOLINGS)}, got {requested!r}")
+    decoder = family in DECODER_FAMILIES
+    if requested == "auto":
+        if decoder:
+            return "last"
+        return sentence_transformers_pooling(source) or "cls"
+    if decoder and requested in ("cls", "mean"):
+        raise ModelError(
+            f"model.pooling={requested} is for encoders; a {family} decoder's classifier reads the last real "
+            "token (model.pooling=last, or auto)"
+        )
+    return requested
+
+
+def apply_pooling(model: torch.nn.Module, family: str, pooling: str) -> None:
+    """Make an encoder's classifier read ``pooling`` (in place); decoders and ``native``/``cls`` keep their head."""
+    if pooling in ("native", "cls") or family in DECODER_FAMILIES:
+        return
+    base = getattr(model, model.base_model_prefix, None)
+    if base is None or not hasattr(base, "pooler"):
+        raise ModelError(
+            f"model.pooling={pooling} needs an encoder with a pooler (BERT-type); {type(model).__name__} has none: "
+            "use model.pooling=native"
+        )
+    pooler = MaskedPooler(pooling)
+    base.pooler = pooler
+    base.register_forward_pre_hook(pooler.remember_mask, with_kwargs=True)
 
 
 def _package_dir(package: str) -> Optional[Path]:
@@ -286,5 +364,8 @@ def load_model(
         new_token_ids = add_nucleotide_tokens(tokenizer)
         model.resize_token_embeddings(len(tokenizer), mean_resizing=not empty)
 
+    local = Path(source) if Path(source).is_dir() else (Path(source).parent if Path(source).is_file() else None)
+    pooling = resolve_pooling(cfg.pooling, family, local)
+    apply_pooling(model, family, pooling)
     device, precision = resolve_device(cfg)
-    return LoadedModel(model, tokenizer, family, source, new_token_ids, device, precision)
+    return LoadedModel(model, tokenizer, family, source, new_token_ids, device, precision, pooling)

@@ -367,7 +367,12 @@ class Run:
         """The run's config as a validated :class:`~lingo_core.config.LingoConfig` (old key names migrated)."""
         from .config import config_from_dict
 
-        return config_from_dict(self.config)
+        values = self.config
+        model = values.get("model")
+        if isinstance(model, dict) and "pooling" not in model:
+            # runs made before model.pooling existed used the head transformers builds
+            values = {**values, "model": {**model, "pooling": "native"}}
+        return config_from_dict(values)
 
     def _config_value(self, section: str, key: str) -> Any:
         values = self.config.get(section)

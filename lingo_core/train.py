@@ -392,6 +392,8 @@ class Trainer:
             "multi_label": prepared.task.multi_label,
             "device": str(self.accelerator.device),
             "precision": prepared.loaded.precision,
+            "pooling": prepared.loaded.pooling,
+            "update_norms": {k: round(v, 6) for k, v in adapted.update_norms().items()},  # of the exported adapter
             "num_processes": self.accelerator.num_processes,
             "allocations_checked_identical_across_processes": self.masks_checked,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from lingo_core import launcher
@@ -124,9 +125,19 @@ def rank_dynamics(run: Run, ranks: list[dict]) -> None:
     if module:
         values, events = dash.lambda_frames(ranks, module)
         st.plotly_chart(dash.lambda_figure(values, events, module), key="runs_lambda")
+        norms = dash.update_norm_frame(ranks, module)
+        if len(norms):
+            st.plotly_chart(dash.update_norm_figure(norms, module), key="runs_update_norm")
 
 
 def final_pattern(run: Run, ranks: list[dict], report) -> None:
+    norms = (report or {}).get("update_norms")
+    if norms:
+        st.plotly_chart(dash.update_norms_figure(norms), key="runs_update_norms")
+        st.caption(
+            f"How much the exported adapter changes each layer's weight: median ‖ΔW‖ {float(np.median(list(norms.values()))):.3g}, "
+            f"max {max(norms.values()):.3g}. Values near 0 mean the adapter does little there."
+        )
     pattern, source = dash.final_ranks(ranks, report)
     if not pattern:
         return

@@ -77,6 +77,30 @@ def test_rho_decays_to_zero_and_final_phase_is_top_b(tiny_bert_dir):
     assert allocator.reintroduce_rate_at(50) == 0.0
 
 
+def test_rho_min_keeps_sampling_through_the_final_allocation(tiny_bert_dir):
+    allocator = _ars(tiny_bert_dir, reintroduce_rate=0.2, rho_min=0.1).allocator
+    allocator._final = False
+    assert allocator.reintroduce_rate_at(10) == pytest.approx(0.2)
+    assert allocator.reintroduce_rate_at(45) == pytest.approx(0.15)
+    assert allocator.reintroduce_rate_at(80) == pytest.approx(0.1)
+    allocator._final = True
+    assert allocator.reintroduce_rate_at(80) == pytest.approx(0.1)  # the exported pattern is sampled too
+
+
+def test_paper_mode_flips_coins_at_a_constant_rate_up_to_the_final_allocation(tiny_bert_dir):
+    allocator = _ars(tiny_bert_dir, reintroduce_rate=0.1, mode="paper").allocator  # rho_decay is on by default
+    for final in (False, True):
+        allocator._final = final
+        assert allocator.reintroduce_rate_at(10) == allocator.reintroduce_rate_at(79) == pytest.approx(0.1)
+
+
+def test_rho_min_must_not_exceed_the_rate():
+    from lingo_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"adapter\.ars\.rho_min must be in \[0, reintroduce_rate=0.1\]"):
+        config_from_dict({"adapter": {"ars": {"reintroduce_rate": 0.1, "rho_min": 0.2}}})
+
+
 def _prime_scores(adapted, generator):
     """Give every lora parameter a random importance history, as after some training."""
     alloc = adapted.allocator

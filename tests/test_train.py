@@ -349,3 +349,15 @@ def test_checkpoints_that_could_run_code_are_refused(tiny_bert_dir, tmp_path):
     with pytest.raises(runs.RunFileError, match="not loaded"):
         load_trained(run_dir)
     assert not marker.exists()
+
+
+def test_ars_with_rho_min_exports_a_sampled_pattern_and_records_update_norms(tiny_bert_dir, tmp_path):
+    cfg = tiny_config(tiny_bert_dir, tmp_path / "runs", "ars", adapter={"ars": {"reintroduce_rate": 0.5, "rho_min": 0.25}})
+    run = runs.load_run(train(cfg))
+    final = run.ranks()[-1]
+    assert final["step"] == 12 and final["rho"] == pytest.approx(0.25)  # the last allocation (16 - tfinal 4)
+    assert sum(len(v) for v in final["sampled"].values()) == round(0.25 * final["budget"])
+    assert sum(final["active"].values()) == final["budget"]
+    assert set(final["update_norms"]) == set(final["active"]) and all(v >= 0 for v in final["update_norms"].values())
+    report = run.report()
+    assert set(report["update_norms"]) == set(final["active"]) and report["pooling"] == "cls"

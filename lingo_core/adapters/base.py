@@ -73,6 +73,10 @@ class AdaptedModel:
         """Short names of the modules the method adds weights to (none for head/full)."""
         return []
 
+    def update_norms(self) -> dict[str, float]:
+        """Per adapted module, the Frobenius norm of the update the adapter adds to its weight, ‖ΔW‖."""
+        return {}
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Copies of every trainable tensor at full rank (for checkpoints and dev-set selection)."""
         return {n: p.detach().clone().cpu() for n, p in self.model.named_parameters() if p.requires_grad}

@@ -165,20 +165,35 @@ def final_ranks(ranks: Sequence[Mapping[str, Any]], report: Optional[Mapping[str
 
 def rank_pattern_frame(pattern: Mapping[str, int]) -> pd.DataFrame:
     """A layer x module-type table of ranks (rows: layers in order; columns: types in first-seen order)."""
-    cells: dict[tuple[Any, str], int] = {}
+    return module_grid_frame({name: int(rank) for name, rank in pattern.items()})
+
+
+def module_grid_frame(values: Mapping[str, float]) -> pd.DataFrame:
+    """A layer x module-type table of per-module values (ranks, update norms)."""
+    cells: dict[tuple[Any, str], float] = {}
     layers: dict[Any, None] = {}
     types: dict[str, None] = {}
-    for name, rank in pattern.items():
+    for name, value in values.items():
         layer, kind = split_module(name)
         key = layer if layer is not None else "-"
         layers.setdefault(key, None)
         types.setdefault(kind, None)
-        cells[(key, kind)] = int(rank)
+        cells[(key, kind)] = value
     frame = pd.DataFrame(index=list(layers), columns=list(types), dtype=float)
-    for (layer, kind), rank in cells.items():
-        frame.loc[layer, kind] = rank
+    for (layer, kind), value in cells.items():
+        frame.loc[layer, kind] = value
     frame.index.name = "layer"
     return frame
+
+
+def update_norm_frame(ranks: Sequence[Mapping[str, Any]], module: str) -> pd.DataFrame:
+    """‖ΔW‖ of one module at every allocation that recorded it: columns ``step``, ``norm``."""
+    rows = [
+        {"step": int(r["step"]), "norm": float(r["update_norms"][module])}
+        for r in ranks
+        if module in (r.get("update_norms") or {})
+    ]
+    return pd.DataFrame(rows, columns=["step", "norm"])
 
 
 def runs_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -369,6 +384,27 @@ def lambda_figure(values: pd.DataFrame, events: pd.DataFrame, module: str) -> go
                 )
             )
     return _layout(fig, f"|λ| trajectories — {module}", height=360, xaxis_title="step", yaxis_title="|λ|")
+
+
+def update_norm_figure(frame: pd.DataFrame, module: str) -> go.Figure:
+    """‖ΔW‖ of one module over the allocations: whether its adapter changes the layer at all."""
+    fig = go.Figure(go.Scatter(x=frame["step"], y=frame["norm"], mode="lines+markers", name="‖ΔW‖"))
+    return _layout(fig, f"Update size ‖ΔW‖ — {module}", height=260, xaxis_title="step", yaxis_title="‖ΔW‖ (Frobenius)")
+
+
+def update_norms_figure(norms: Mapping[str, float], title: str = "Update size ‖ΔW‖ per layer (exported adapter)") -> go.Figure:
+    """Layer x module-type heat map of the exported adapter's per-module update norms."""
+    frame = module_grid_frame(norms)
+    z = frame.to_numpy(dtype=float)
+    text = [["" if math.isnan(v) else f"{v:.3g}" for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=list(frame.columns), y=[str(i) for i in frame.index], text=text, texttemplate="%{text}",
+            colorscale="Cividis", zmin=0, colorbar=dict(title="‖ΔW‖"),
+            hovertemplate="layer %{y}<br>%{x}<br>‖ΔW‖ %{z:.4g}<extra></extra>",
+        )
+    )
+    return _layout(fig, title, height=max(260, 28 * len(frame) + 140), xaxis_title="module", yaxis_title="layer", yaxis=dict(autorange="reversed", type="category"))
 
 
 def rank_pattern_figure(frame: pd.DataFrame, title: str = "Final rank per layer", zmax: Optional[float] = None) -> go.Figure:

@@ -149,6 +149,7 @@ class AdaLoRA(PeftAdapted):
             record["pruned"][module] = torch.nonzero(previous & ~mask).view(-1).tolist()
             record["reintroduced"][module] = torch.nonzero(~previous & mask).view(-1).tolist()
             self._previous[name] = mask
+        record["update_norms"] = {module: round(value, 6) for module, value in self.update_norms().items()}
         record.update(self.extra_record())
         return record
 

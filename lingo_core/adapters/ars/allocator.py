@@ -9,11 +9,14 @@ sampling without replacement from the remaining triplets with probability propor
 ``exp(z / temperature)`` (``z``: the score standardised over all triplets) or uniformly. Exactly
 ``b`` triplets stay active. A sampled triplet that was pruned gets its last non-zero lambda back
 (``restore``) or keeps the value its gradient has grown since (``regrow``). With ``rho = 0`` this
-is AdaLoRA's deterministic top-``b`` rule, and the final allocation is always top-``b``.
+is AdaLoRA's deterministic top-``b`` rule. The final allocation samples at ``rho_min`` (0 by
+default, i.e. top-``b``; above 0 the exported pattern keeps sampled triplets).
 
 ``paper``: the published LINGO code's semantics, for comparison: top-``b`` by score, then each kept
 triplet is pruned with probability ``rho``; the matching coin that would "retain" a pruned triplet
 comes after its lambda was zeroed, so it has no effect. The active count is random (soft budget).
+The rate is constant and the final allocation flips coins too, so the last random pattern carries
+into the final phase, as in the published code.
 """
 
 from __future__ import annotations
@@ -48,16 +51,24 @@ class AdaptiveRankSampler(RankAllocator):
         return super().update_and_allocate(model, global_step, force_mask)
 
     def reintroduce_rate_at(self, step: int) -> float:
-        """rho, decaying linearly to 0 over the budget schedule when ``rho_decay`` is on; 0 at the end."""
+        """rho at ``step``.
+
+        ``sampling``: from ``reintroduce_rate``, decaying linearly to ``rho_min`` over the budget
+        schedule when ``rho_decay`` is on; ``rho_min`` at the final allocation (0 by default: the
+        exported pattern is then the deterministic top-b). ``paper``: the published code's constant
+        rate, the final allocation included (its last random pattern carries into the final phase).
+        """
+        s = self.settings
+        if s.mode == "paper":
+            return s.reintroduce_rate
         if self._final:
-            return 0.0
-        rho = self.settings.reintroduce_rate
-        if not self.settings.rho_decay:
-            return rho
+            return s.rho_min
+        if not s.rho_decay:
+            return s.reintroduce_rate
         cfg = self.peft_config
         span = max(1, cfg.total_step - cfg.tfinal - cfg.tinit)
         progress = min(max((step - cfg.tinit) / span, 0.0), 1.0)
-        return rho * (1.0 - progress)
+        return s.rho_min + (s.reintroduce_rate - s.rho_min) * (1.0 - progress)
 
     # -- scores ----------------------------------------------------------------------------
     def triplet_scores(self, model) -> dict[str, torch.Tensor]:
@@ -126,7 +137,7 @@ class AdaptiveRankSampler(RankAllocator):
         flat = torch.cat([scores[n].detach().float().cpu() for n in names])
         rho = self.reintroduce_rate_at(self._step)
         self.last_rho = rho
-        if self.settings.mode == "paper" and not self._final:
+        if self.settings.mode == "paper":
             active, zeroed = self.select_paper(flat, budget, rho)
             sampled = torch.zeros_like(active)
         else:

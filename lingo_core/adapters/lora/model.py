@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 
@@ -40,6 +40,20 @@ class PeftAdapted(AdaptedModel):
         names = {short_module_name(n) for n, _ in self.model.named_parameters() if ".lora_A." in n}
         return sorted(names, key=_natural_key)
 
+    def update_norms(self) -> dict[str, float]:
+        """‖ΔW‖_F per module: ``scaling · ‖B A‖`` for LoRA, ``scaling / ranknum · ‖B diag(λ) A‖`` for
+        AdaLoRA's SVD form; pruned (zero) λ contribute nothing. Computed from r x r Gram matrices."""
+        norms: dict[str, float] = {}
+        with torch.no_grad():
+            for name, module in self.model.named_modules():
+                update = _low_rank_factors(module)
+                if update is None:
+                    continue
+                left, right, scale = update  # delta W = scale * left @ right
+                gram = (left.T.float() @ left.float()) * (right.float() @ right.T.float())
+                norms[short_module_name(name)] = float(scale * gram.sum().clamp_min(0).sqrt())
+        return norms
+
     def export(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         # The embedding matrix is never trained here (new nucleotide rows are saved by peft's
@@ -72,6 +86,20 @@ class LoRA(PeftAdapted):
 
         peft_config = LoraConfig(r=cfg.lora.r, **peft_common_kwargs(cfg, loaded))
         super().__init__(get_peft_model(loaded.model, peft_config), loaded.new_token_ids)
+
+
+def _low_rank_factors(module: torch.nn.Module) -> "Optional[tuple[torch.Tensor, torch.Tensor, float]]":
+    """(B, A', scale) with ``delta W = scale * B @ A'`` for a peft LoRA or AdaLoRA layer, else None."""
+    lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+    if not isinstance(lora_a, (torch.nn.ModuleDict, torch.nn.ParameterDict)) or "default" not in lora_a:
+        return None
+    a, b = lora_a["default"], lora_b["default"]
+    scale = float(module.scaling["default"])
+    if isinstance(a, torch.nn.Linear):  # LoRA: A (r x in), B (out x r) as Linear layers
+        return b.weight, a.weight, scale
+    lam = module.lora_E["default"]  # AdaLoRA/ARS: P (out x r), lambda (r x 1), Q (r x in)
+    ranknum = float(module.ranknum["default"]) + 1e-5
+    return b, a * lam, scale / ranknum
 
 
 def _natural_key(name: str) -> list[Union[int, str]]:

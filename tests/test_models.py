@@ -1,0 +1,81 @@
+"""Backbones: what the classifier reads (pooling), and the size of an adapter's update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lingo_core.adapters import build_adapter
+from lingo_core.config import EncodingConfig, ModelConfig, config_from_dict
+from lingo_core.models import ModelError, load_model, resolve_pooling
+
+
+def _logits(loaded, texts):
+    batch = loaded.tokenizer(texts, padding=True, return_tensors="pt")
+    loaded.model.eval()
+    with torch.no_grad():
+        return loaded.model(**batch).logits
+
+
+def test_auto_pooling_reads_the_sentence_transformers_config_and_ignores_padding():
+    loaded = load_model(ModelConfig(pooling="auto"), 2, False, EncodingConfig())
+    assert loaded.pooling == "mean"  # all-MiniLM-L6-v2 ships 1_Pooling/config.json with mean tokens
+    short, long = "TATAAAAG GCCAAT", "ACGT " * 40
+    alone = _logits(loaded, [short])[0]
+    padded = _logits(loaded, [short, long])[0]  # the short one is padded to the long one
+    torch.testing.assert_close(alone, padded, rtol=1e-5, atol=1e-5)
+
+    hidden = loaded.model.bert(**loaded.tokenizer([short], return_tensors="pt")).last_hidden_state
+    expected = loaded.model.classifier(hidden.mean(dim=1))
+    torch.testing.assert_close(_logits(loaded, [short]), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_native_pooling_keeps_the_cls_pooler_and_differs_from_mean():
+    native = load_model(ModelConfig(pooling="native"), 2, False, EncodingConfig())
+    assert native.pooling == "native" and type(native.model.bert.pooler).__name__ == "BertPooler"
+    torch.manual_seed(0)
+    mean = load_model(ModelConfig(pooling="mean"), 2, False, EncodingConfig())
+    mean.model.classifier.load_state_dict(native.model.classifier.state_dict())
+    assert not torch.allclose(_logits(native, ["ACGTACGT"]), _logits(mean, ["ACGTACGT"]))
+
+
+def test_pooling_choices_are_checked_against_the_architecture(tmp_path):
+    assert resolve_pooling("auto", "llama", None) == "last"
+    assert resolve_pooling("auto", "bert", tmp_path) == "cls"  # no sentence-transformers pooling config
+    with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
+        resolve_pooling("mean", "opt", None)
+    with pytest.raises(ModelError, match="model.pooling must be one of"):
+        resolve_pooling("max", "bert", None)
+
+
+def test_runs_made_before_pooling_existed_load_with_the_native_head(tmp_path):
+    from lingo_core import runs
+
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    (run_dir / runs.CONFIG).write_text("model:\n  name: minilm-l6\nadapter:\n  method: lora\n")
+    assert runs.load_run(run_dir).typed_config().model.pooling == "native"
+    assert config_from_dict({}).model.pooling == "auto"
+
+
+@pytest.mark.parametrize("method", ["lora", "adalora"])
+def test_update_norms_are_the_frobenius_norm_of_what_the_adapter_adds(method):
+    loaded = load_model(ModelConfig(pooling="native"), 2, False, EncodingConfig())
+    adapted = build_adapter(loaded, config_from_dict({"adapter": {"method": method}}).adapter, 100)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in adapted.model.named_parameters():
+            if "lora_B" in name or "lora_E" in name:
+                param.normal_(std=0.1)
+    adapted.model.eval()
+    norms = adapted.update_norms()
+    assert len(norms) == len(adapted.adapted_modules()) == 30
+    layer = dict(adapted.model.named_modules())["base_model.model.bert.encoder.layer.2.intermediate.dense"]
+    identity = torch.eye(layer.base_layer.in_features)
+    with torch.no_grad():
+        delta = layer(identity) - layer.base_layer(identity)  # rows: delta W^T applied to basis vectors
+    assert norms["2.intermediate.dense"] == pytest.approx(float(delta.norm()), rel=1e-4)
+    if method == "adalora":  # a pruned (zero) singular value adds nothing
+        with torch.no_grad():
+            layer.lora_E["default"].zero_()
+        assert adapted.update_norms()["2.intermediate.dense"] == 0.0
