@@ -25,7 +25,9 @@ from lingo_core.study import (
     load_study,
     read_record,
     run_study,
+    write_report,
 )
+from lingo_core.study.records import write_record
 from tests.conftest import PROJECT_ROOT
 
 SMOKE = PROJECT_ROOT / "studies" / "smoke.yaml"
@@ -43,7 +45,7 @@ def _spec(tmp_path: Path, model_dir: Path, **extra) -> dict:
             "model": {"name": str(model_dir)},
             "data": {"task": "demo/motifs", "max_train": 80, "max_eval": 40, "duplicates": "remove"},
             "encoding": {"max_length": 128},
-            "adapter": {"r": 4, "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 2},
+            "adapter": {"lora": {"r": 4}, "adalora": {"init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 2, "deltaT": 2}},
             "train": {"epochs": 1, "batch_size": 10, "max_steps": 8, "eval_every": 4, "lr": 0.003, "warmup_ratio": 0.0, "progress_bar": False},
         },
         "methods": {
@@ -53,8 +55,9 @@ def _spec(tmp_path: Path, model_dir: Path, **extra) -> dict:
         },
         "grids": [
             {"name": "main", "tasks": ["demo/motifs"], "methods": ["kmer_lr", "lora", "ars"]},
-            {"name": "rho", "tasks": ["demo/motifs"], "methods": ["ars"], "seeds": [0], "vary": {"adapter.reintroduce_rate": [0.0, 0.1]}},
+            {"name": "rho", "tasks": ["demo/motifs"], "methods": ["ars"], "seeds": [0], "vary": {"adapter.ars.reintroduce_rate": [0.0, 0.1]}},
         ],
+        "comparisons": [{"method": "ars", "label": "ARS", "name": "ARS minus LoRA", "against": ["lora"]}],
     }
     spec.update(extra)
     return spec
@@ -70,24 +73,52 @@ def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
     assert len(cells) == 6
     kmer = [c for c in cells if c.method == "kmer_lr"]
     assert len(kmer) == 1 and [seed for _, _, seed in kmer[0].rows] == [0, 1]
-    shared = [c for c in cells if c.method == "ars" and c.seed == 0 and c.config["adapter"]["reintroduce_rate"] == 0.1]
+    shared = [c for c in cells if c.method == "ars" and c.seed == 0 and c.config["adapter"]["ars"]["reintroduce_rate"] == 0.1]
     assert len(shared) == 1 and shared[0].groups == ["main", "rho"]
-    assert ("rho", "adapter.reintroduce_rate=0.1", 0) in shared[0].rows
-    rho0 = [c for c in cells if c.config["adapter"]["reintroduce_rate"] == 0.0]
-    assert len(rho0) == 1 and rho0[0].rows == [("rho", "adapter.reintroduce_rate=0.0", 0)]
+    assert ("rho", "adapter.ars.reintroduce_rate=0.1", 0) in shared[0].rows
+    rho0 = [c for c in cells if c.config["adapter"]["ars"]["reintroduce_rate"] == 0.0]
+    assert len(rho0) == 1 and rho0[0].rows == [("rho", "adapter.ars.reintroduce_rate=0.0", 0)]
     for cell in cells:
         assert cell.config["data"]["task"] == "demo/motifs"
         assert cell.config["train"]["seed"] == cell.seed
     # ids are stable: expanding again gives the same cells
     assert [c.cell_id for c in expand(study)] == [c.cell_id for c in cells]
-    # a key added later (adapter.lambda_lr_scale) leaves ids alone at its neutral default, not otherwise
+    ids = {c.cell_id for c in cells}
+    by_method = lambda cs, m: {c.cell_id for c in cs if c.method == m}  # noqa: E731
+    # a key added later (adapter.adalora.lambda_lr_scale) leaves ids alone at its neutral default, not otherwise
     spec = _spec(tmp_path, Path("/nonexistent-model"))
-    spec["base"]["adapter"]["lambda_lr_scale"] = 1.0
+    spec["base"]["adapter"]["adalora"]["lambda_lr_scale"] = 1.0
     assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
-    spec["base"]["adapter"]["lambda_lr_scale"] = 4.0
-    spec["methods"]["lora"]["adapter"]["lambda_lr_scale"] = 1.0  # (lora rejects any other value)
-    changed = {c.cell_id for c in expand(load_study(spec=spec)) if c.method == "ars"}
-    assert not changed & {c.cell_id for c in cells}
+    spec["base"]["adapter"]["adalora"]["lambda_lr_scale"] = 4.0
+    scaled = expand(load_study(spec=spec))
+    assert not by_method(scaled, "ars") & ids and len(by_method(scaled, "ars")) == len(by_method(cells, "ars"))
+    # a cell's id covers only the adapter sections its method reads: LoRA ignores AdaLoRA's and ARS's
+    assert by_method(scaled, "lora") == by_method(cells, "lora") and by_method(scaled, "kmer_lr") == by_method(cells, "kmer_lr")
+    spec = _spec(tmp_path, Path("/nonexistent-model"))
+    spec["base"]["adapter"]["ars"] = {"temperature": "uniform"}
+    uniform = expand(load_study(spec=spec))
+    assert by_method(uniform, "lora") == by_method(cells, "lora") and not by_method(uniform, "ars") & ids
+    spec["base"]["adapter"]["lora"]["r"] = 8  # every method built on LoRA reads its section
+    assert not ({c.cell_id for c in expand(load_study(spec=spec)) if c.method != "kmer_lr"} & ids)
+
+
+def test_registering_a_method_leaves_existing_cell_ids_alone(tmp_path):
+    from dataclasses import dataclass
+
+    from lingo_core.adapters import MethodSpec, register_method, unregister_method
+
+    @dataclass
+    class ToySettings:
+        strength: float = 0.5
+
+    before = [c.cell_id for c in expand(load_study(spec=_spec(tmp_path, Path("/m"))))]
+    register_method(MethodSpec("toy_study_method", "a toy", model="lingo_core.adapters.lora.model:LoRA", settings=ToySettings))
+    try:
+        cells = expand(load_study(spec=_spec(tmp_path, Path("/m"))))
+        assert all("toy_study_method" in c.config["adapter"] for c in cells if c.kind == "train")  # resolved with its section
+        assert [c.cell_id for c in cells] == before
+    finally:
+        unregister_method("toy_study_method")
 
 
 def test_axes_sets_profiles_and_order(tmp_path):
@@ -122,13 +153,32 @@ def test_bad_study_files_name_the_problem(tmp_path):
     with pytest.raises(StudyError, match="dora"):
         load_study(spec=spec)
     spec = _spec(tmp_path, Path("/m"))
-    spec["grids"][0]["vary"] = {"adapter.reintroduce_rate": [1.5]}
+    spec["grids"][0]["vary"] = {"adapter.ars.reintroduce_rate": [1.5]}
     with pytest.raises(StudyError, match="reintroduce_rate"):
         load_study(spec=spec)
     with pytest.raises(StudyError, match="scale 'huge'"):
         load_study(spec=_spec(tmp_path, Path("/m")), scale="huge")
     with pytest.raises(StudyError, match="unknown key"):
         load_study(spec={**_spec(tmp_path, Path("/m")), "gridz": []})
+
+
+@pytest.mark.parametrize(
+    ("comparisons", "message"),
+    [
+        ({"method": "ars", "against": ["lora"]}, r"comparisons must be a list"),
+        ([{"method": "ars", "against": ["dora"]}], r"comparisons\[0\]\.against: 'dora'"),
+        ([{"method": "ars", "against": []}], r"comparisons\[0\]\.against is required"),
+        ([{"method": "ars", "against": ["ars"]}], r"comparisons\[0\]\.against: 'ars'"),
+        ([{"method": "dora", "against": ["lora"]}], r"comparisons\[0\]\.method .* got 'dora'"),
+        ([{"method": "ars", "against": ["lora"], "metrics": ["test_loss"]}], r"comparisons\[0\]\.metrics"),
+        ([{"method": "ars", "against": ["lora"], "groups": ["nope"]}], r"comparisons\[0\]\.groups: \['nope'\]"),
+        ([{"method": "ars", "against": ["lora"], "pooled": "yes"}], r"comparisons\[0\]\.pooled must be true or false"),
+        ([{"method": "ars", "against": ["lora"]}, {"method": "ars", "vs": ["lora"]}], r"comparisons\[1\]: unknown key\(s\) \['vs'\]"),
+    ],
+)
+def test_invalid_comparisons_name_the_key(tmp_path, comparisons, message):
+    with pytest.raises(StudyError, match=message):
+        load_study(spec=_spec(tmp_path, Path("/m"), comparisons=comparisons))
 
 
 def test_committed_study_files_expand():
@@ -193,6 +243,47 @@ def test_choose_on_dev_picks_the_best_mean_dev_metric_never_test():
     assert chosen.loc["ars", "seeds"] == 2 and chosen.loc["ars", "settings tried"] == 2
 
 
+def _fake_records(study, scores: dict[str, tuple[float, float]]) -> None:
+    """A finished record for every cell (no training): MCC = base + slope * seed for (base, slope) = scores[method]."""
+    for cell in expand(study):
+        base, slope = scores[cell.method]
+        value = base + slope * cell.seed
+        metrics = {"mcc": value, "f1": value, "accuracy": value, "auroc": 0.5 + value / 2, "auprc": 0.5}
+        write_record(study, cell, {**cell.base_record(), "status": "done", "test": metrics, "dev": metrics,
+                                   "parameters": {"trainable": 100, "total": 1000, "percent": 10.0}, "exported_params": 80,
+                                   "steps": 8, "wall_time_s": 1.0})
+
+
+def test_declared_comparisons_and_only_those_appear_in_the_report(tmp_path):
+    spec = _spec(tmp_path, Path("/m"), seeds=[0, 1, 2])
+    spec["methods"]["adalora"] = {"adapter": {"method": "adalora"}}
+    spec["grids"] = [
+        {"name": "main", "tasks": ["demo/motifs", "gue/tf/0"], "methods": ["kmer_lr", "lora", "adalora", "ars"]},
+        {"name": "lr", "tasks": ["demo/motifs"], "methods": ["adalora", "ars"], "vary": {"train.lr": [0.001, 0.01]}},
+    ]
+    spec["comparisons"] = [
+        {"method": "ars", "label": "Sampled ARS", "name": "Sampled ARS against the budget methods", "against": ["adalora"], "metrics": ["dev_mcc"]},
+        {"method": "lora", "against": ["kmer_lr"], "groups": ["main"], "pooled": False},
+    ]
+    study = load_study(spec=spec)
+    _fake_records(study, {"kmer_lr": (0.5, 0.0), "lora": (0.4, 0.01), "adalora": (0.3, 0.01), "ars": (0.35, 0.02)})
+    report = (write_report(study, build_table(study))).read_text()
+    # the first comparison, by method in main (pooled over both tasks) and setting by setting in lr
+    assert "Sampled ARS against the budget methods, dev MCC, paired by seed" in report
+    # ARS minus AdaLoRA: 0.05, 0.06, 0.07 on seeds 0, 1, 2 of each task
+    assert "| all tasks (pooled pairs) | adalora | 6 | 0.06 | 0.0037 | better | True |" in report
+    assert "- Sampled ARS has the higher mean dev MCC than adalora on 2 of 2 tasks (clearly better on 2, clearly worse on 0)." in report
+    assert "Sampled ARS minus the reference method at the same setting" in report
+    assert "| train.lr=0.01 | dev_mcc | demo/motifs | adalora | 3 | 0.06 | 0.0058 | better |" in report
+    # the second, with its default name and label, only in main, without the pooled row and on both default metrics
+    for metric in ("test MCC", "test AUROC"):
+        assert f"`lora` minus kmer_lr, {metric}, paired by seed" in report
+    assert report.count("| all tasks (pooled pairs) |") == 1 and report.count("`lora` minus kmer_lr") == 2
+    # nothing else is compared: no test-metric comparison of ARS, no LoRA/AdaLoRA comparison
+    assert "Sampled ARS against the budget methods, test" not in report and "minus LoRA" not in report
+    assert "minus lora" not in report and "minus adalora" not in report
+
+
 # -- running -------------------------------------------------------------------------------------
 
 
@@ -248,12 +339,25 @@ def test_interrupted_cell_resumes_and_failed_cell_is_recorded(tiny_bert_dir, tmp
     spec["grids"] = [{"name": "main", "tasks": ["demo/motifs"], "methods": ["lora"]}]
     study = load_study(spec=spec)
     (cell,) = expand(study)
-    # a study killed mid-cell leaves a run directory without a record: the next run resumes it
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LINGO_TEST_KILL_AFTER_STEP": "4"}
+    # a study killed mid-cell (like kill -9 right after the checkpoint of step 4) leaves a run
+    # directory without a record: the next run resumes it
+    die_after_checkpoint = (
+        "import os, sys\n"
+        "from lingo_core import runs\n"
+        "save = runs.RunWriter.save_state\n"
+        "def save_then_die(self, state):\n"
+        "    save(self, state)\n"
+        "    if state['loop']['step'] >= 4:\n"
+        "        os._exit(137)\n"
+        "runs.RunWriter.save_state = save_then_die\n"
+        "from lingo_core.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
     spec_path = tmp_path / "study.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
-    proc = subprocess.run([sys.executable, "-m", "lingo_core", "study", str(spec_path)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode != 0
+    proc = subprocess.run([sys.executable, "-c", die_after_checkpoint, "study", str(spec_path)], cwd=PROJECT_ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 137, proc.stderr[-2000:]
     assert read_record(study, cell) is None
     run_dir = study.work_dir / "runs" / cell.cell_id
     assert runs.load_run(run_dir).resumable
