@@ -73,7 +73,9 @@ class ModelConfig:
     name: str = "minilm-l6"
     trust_remote_code: bool = False
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    dtype: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU), "float32", "bfloat16", "float16"
+    # "auto": bf16 autocast on CUDA and on CPUs with AMX / AVX-512 BF16, fp32 elsewhere; or
+    # "float32", "bfloat16", "float16"
+    dtype: str = "auto"
     # what the classifier reads: "auto" (mean for sentence-transformers encoders such as MiniLM,
     # the last real token for decoders, the model's CLS head otherwise), "cls", "mean", "last", or
     # "native" (the head transformers builds, as runs made before this setting used)

@@ -213,6 +213,42 @@ def list_models() -> list[dict[str, object]]:
     return rows
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX or AVX-512 BF16): bf16 autocast then pays off.
+
+    ``LINGO_CPU_BF16=0``/``1`` overrides the detection (e.g. to compare both on one machine).
+    """
+    forced = os.environ.get("LINGO_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if os.environ.get("LINGO_CPU_BF16_WIP") != "1":  # TEMPORARY while tests are re-measured
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def store_frozen_weights(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Store every frozen parameter (``requires_grad=False``) in ``dtype``; trainable ones stay as they are.
+
+    Under bf16 autocast the frozen backbone's matrices are then not cast on every step. Returns
+    the number of parameters converted.
+    """
+    converted = 0
+    with torch.no_grad():
+        for param in model.parameters():
+            if not param.requires_grad and param.dtype != dtype and param.is_floating_point():
+                param.data = param.data.to(dtype)
+                converted += param.numel()
+    return converted
+
+
 def resolve_device(cfg: ModelConfig) -> tuple[torch.device, str]:
     """Device and mixed-precision mode: CUDA with bf16 when present, else CPU fp32; overridable."""
     if cfg.device == "auto":
@@ -223,7 +259,10 @@ def resolve_device(cfg: ModelConfig) -> tuple[torch.device, str]:
             raise ModelError(f"model.device={cfg.device!r} but CUDA is not available; use model.device=cpu")
     dtype = cfg.dtype
     if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+        if device.type == "cuda":
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        else:
+            dtype = "bfloat16" if cpu_has_fast_bf16() else "float32"
     precision = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}.get(dtype)
     if precision is None:
         raise ModelError(f"model.dtype must be auto, float32, bfloat16 or float16, got {cfg.dtype!r}")

@@ -48,7 +48,7 @@ from .inference import (
     seed_everything,
     task_info,
 )
-from .models import LoadedModel, resolve_device
+from .models import LoadedModel, resolve_device, store_frozen_weights
 from .plan import plan_steps, with_adapted
 
 
@@ -160,6 +160,10 @@ class Trainer:
             writer.update_status(progress=self._progress(0))
             self.adapted = attach_adapter(loaded, cfg, self.total_step)
             with_adapted(self.plan, cfg, self.adapted)
+            if loaded.precision == "bf16":
+                # every forward runs under bf16 autocast: keep the frozen backbone in bf16 too, so its
+                # matrices are not cast on every step (bench/bench_bf16.py); trainable weights stay fp32
+                store_frozen_weights(self.adapted.model, torch.bfloat16)
             self._train(accelerator, started)
             self._finish(started)
             writer.set_status("done", progress=self._progress(self.total_step), finished=runs.now())
