@@ -43,6 +43,7 @@ EXPORT_INFO, TRAINABLE_WEIGHTS = "lingo_adapter.json", "trainable.safetensors"  
 EXPORT_PEFT, EXPORT_TRAINABLE = "peft", "lingo-trainable"  # the two export formats
 STATES = ("queued", "running", "done", "failed", "cancelled")
 PathLike = Union[str, Path]
+_FROZEN_EMBEDDING = re.compile(r"(word_embeddings|embed_tokens|\.wte)\.weight$")  # peft may copy it into exports
 
 
 # -- atomic writes --------------------------------------------------------------------------------
@@ -407,6 +408,30 @@ class Run:
     def export_info(self) -> Optional[dict[str, Any]]:
         """``{"method", "format"}`` of the finished export, or None."""
         return read_export_info(self.adapter_dir)
+
+    def exported_parameters(self) -> Optional[int]:
+        """Parameters in the exported adapter (after rank pruning for budget methods), or None without an export.
+
+        Counted from the export's safetensors files, without peft's copy of frozen word embeddings.
+        """
+        if self.export_info() is None:
+            return None
+        from safetensors import safe_open
+
+        peft_format = self.export_info().get("format") == EXPORT_PEFT
+        files = sorted(self.adapter_dir.glob("*.safetensors"))
+        total = 0
+        for path in files:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    if peft_format and _FROZEN_EMBEDDING.search(key):
+                        continue
+                    shape = handle.get_slice(key).get_shape()
+                    count = 1
+                    for size in shape:
+                        count *= int(size)
+                    total += count
+        return total if files else None
 
     def load_best(self) -> Optional[dict[str, Any]]:
         """The dev-selected state so far (tensors and plain values only), or None before the first dev evaluation."""

@@ -378,6 +378,7 @@ class Trainer:
         if not self.is_main:
             return
         self.writer.publish_export(adapted.export)
+        parameters = {**adapted.parameter_counts(), "exported": runs.Run(self.writer.path).exported_parameters()}
         wall = self.state["elapsed"]
         report = {
             "selected_step": best_step,
@@ -385,7 +386,7 @@ class Trainer:
             "dev": results["dev"],  # of the exported model (pruned singular values masked)
             "test": results["test"],
             "dev_at_selection": selection_dev,  # as measured while training, when this state was selected
-            "parameters": adapted.parameter_counts(),
+            "parameters": parameters,
             "total_step": self.total_step,
             "plan": self.plan.summary(),
             "steps_done": self.state["step"],

@@ -49,7 +49,12 @@ def test_each_method_trains_into_a_complete_run_directory(tiny_bert_dir, tmp_pat
     assert report["dev_at_selection"]["mcc"] == pytest.approx(best_dev, abs=1e-6)  # the dev-selected state
     if method not in ("adalora", "ars"):  # nothing is masked at export: the reported dev is the selected one
         assert report["dev"]["mcc"] == pytest.approx(best_dev, abs=1e-6)
+    exported = report["parameters"].pop("exported")
     assert report["plan"]["total_step"] == 16 and report["plan"]["parameters"] == report["parameters"]
+    if method in ("adalora", "ars"):  # the export is truncated to the final rank pattern
+        assert 0 < exported < report["parameters"]["trainable"]
+    elif method != "full":
+        assert exported == report["parameters"]["trainable"]
     percent = report["parameters"]["percent"]
     if method in ("lora", "adalora", "ars"):
         assert 0 < percent < 100

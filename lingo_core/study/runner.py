@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import yaml
 
 from .. import runs
@@ -133,33 +131,12 @@ def summarise_run(cell: Cell, run: runs.Run, wall: Optional[float], error: Optio
 
 # peft may copy the frozen, unchanged word-embedding matrix into a peft export; it is not a trained
 # parameter (new nucleotide rows are saved as trainable tokens)
-_FROZEN_EMBEDDING = re.compile(r"(word_embeddings|embed_tokens|\.wte)\.weight$")
 
 
 def exported_parameters(run: runs.Run) -> Optional[int]:
-    """Parameters in the run's exported adapter (after rank pruning for budget methods), or None.
-
-    ``report.json``'s ``parameters.exported`` when the trainer recorded it; else counted from the
-    export's safetensors files (a peft export without peft's copy of the frozen word embeddings).
-    """
+    """Parameters in the run's exported adapter: ``report.json``'s ``parameters.exported``, else counted."""
     recorded = ((run.report() or {}).get("parameters") or {}).get("exported")
-    if recorded is not None:
-        return int(recorded)
-    info = run.export_info()
-    if info is None:
-        return None
-    from safetensors import safe_open
-
-    peft_format = info.get("format") == runs.EXPORT_PEFT
-    total = 0
-    files = sorted(run.adapter_dir.glob("*.safetensors"))
-    for path in files:
-        with safe_open(str(path), framework="pt") as handle:
-            for key in handle.keys():
-                if peft_format and _FROZEN_EMBEDDING.search(key):
-                    continue
-                total += int(np.prod(handle.get_slice(key).get_shape()))
-    return total if files else None
+    return int(recorded) if recorded is not None else run.exported_parameters()
 
 
 # -- several processes -------------------------------------------------------------------------------
