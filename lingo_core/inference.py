@@ -179,6 +179,33 @@ def logits_to_probs(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def split_probabilities(
+    model: torch.nn.Module,
+    split: EncodedSplit,
+    pad_id: int,
+    multi_label: bool,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "no",
+) -> np.ndarray:
+    """Class (or per-label) probabilities of ``model`` for every sequence of an encoded split."""
+    logits = predict_logits(model, split.input_ids, pad_id, batch_size, device, precision)
+    return logits_to_probs(logits, multi_label)
+
+
+def metrics_from_probabilities(labels: np.ndarray, probs: np.ndarray, multi_label: bool) -> dict[str, Any]:
+    """Classification metrics and the mean loss of predicted probabilities."""
+    metrics = classification_metrics(labels, probs, multi_label)
+    if multi_label:
+        y = labels.astype(np.float64)
+        p = np.clip(probs, 1e-7, 1 - 1e-7)
+        loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    else:
+        loss = float(-np.log(np.clip(probs[np.arange(len(probs)), labels.astype(int)], 1e-12, None)).mean())
+    metrics["loss"] = loss
+    return metrics
+
+
 def evaluate_split(
     model: torch.nn.Module,
     split: EncodedSplit,
@@ -189,17 +216,8 @@ def evaluate_split(
     precision: str = "no",
 ) -> dict[str, Any]:
     """Metrics and mean loss of ``model`` on an encoded split."""
-    logits = predict_logits(model, split.input_ids, pad_id, batch_size, device, precision)
-    probs = logits_to_probs(logits, multi_label)
-    metrics = classification_metrics(split.labels, probs, multi_label)
-    if multi_label:
-        y = split.labels.astype(np.float64)
-        p = np.clip(probs, 1e-7, 1 - 1e-7)
-        loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-    else:
-        loss = float(-np.log(np.clip(probs[np.arange(len(probs)), split.labels.astype(int)], 1e-12, None)).mean())
-    metrics["loss"] = loss
-    return metrics
+    probs = split_probabilities(model, split, pad_id, multi_label, batch_size, device, precision)
+    return metrics_from_probabilities(split.labels, probs, multi_label)
 
 
 # -- a run's model, as trained --------------------------------------------------------------------------

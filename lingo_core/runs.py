@@ -41,6 +41,7 @@ STATE_FILE, BEST_FILE = "state.pt", "best.pt"
 LOG = "train.log"
 EXPORT_INFO, TRAINABLE_WEIGHTS = "lingo_adapter.json", "trainable.safetensors"  # inside adapter/
 EXPORT_PEFT, EXPORT_TRAINABLE = "peft", "lingo-trainable"  # the two export formats
+PREDICTIONS = "predictions_{split}.csv"  # per-sequence labels and probabilities of the reported model
 STATES = ("queued", "running", "done", "failed", "cancelled")
 PathLike = Union[str, Path]
 _FROZEN_EMBEDDING = re.compile(r"(word_embeddings|embed_tokens|\.wte)\.weight$")  # peft may copy it into exports
@@ -282,6 +283,25 @@ class RunWriter:
         os.replace(tmp_dir, self.adapter_dir)
         return self.adapter_dir
 
+    def write_predictions(self, split: str, labels: Any, probs: Any, label_names: list[str]) -> None:
+        """The reported model's probabilities for every sequence of ``split`` (in split order), with the
+        true labels: ``label`` (or ``label_<name>`` per label when multi-label) and ``p_<name>``."""
+        if not self.enabled:
+            return
+        import numpy as np
+
+        import csv
+        import io
+
+        labels, probs = np.asarray(labels), np.asarray(probs)
+        label_header = [f"label_{n}" for n in label_names] if labels.ndim == 2 else ["label"]
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(label_header + [f"p_{n}" for n in label_names])
+        for truth, row in zip(labels.reshape(len(labels), -1), probs):
+            writer.writerow([int(v) for v in truth] + [f"{float(v):.6g}" for v in row])
+        atomic_write_text(self.path / PREDICTIONS.format(split=split), text.getvalue())
+
     def save_state(self, state: dict[str, Any]) -> None:
         """The resumable checkpoint (``checkpoint/state.pt``), atomically."""
         if self.enabled:
@@ -408,6 +428,16 @@ class Run:
     def export_info(self) -> Optional[dict[str, Any]]:
         """``{"method", "format"}`` of the finished export, or None."""
         return read_export_info(self.adapter_dir)
+
+    def predictions(self, split: str = "test"):
+        """The reported model's per-sequence predictions on ``split`` (a pandas frame), or None."""
+        import pandas as pd
+
+        path = self.path / PREDICTIONS.format(split=split)
+        try:
+            return pd.read_csv(path)
+        except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            return None
 
     def exported_parameters(self) -> Optional[int]:
         """Parameters in the exported adapter (after rank pruning for budget methods), or None without an export.

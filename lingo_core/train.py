@@ -44,8 +44,10 @@ from .inference import (
     encode_split,
     evaluate_split,
     load_backbone,
+    metrics_from_probabilities,
     restore_selected,
     seed_everything,
+    split_probabilities,
     task_info,
 )
 from .models import LoadedModel, resolve_device, store_frozen_weights
@@ -370,13 +372,18 @@ class Trainer:
             restore_selected(adapted, best)  # masked exactly as the export truncates it
             best_step, selection_dev = best["step"], best["dev"]
         results: dict[str, Any] = {}
+        probabilities: dict[str, Any] = {}
         for name in ("dev", "test"):
-            results[name] = evaluate_split(
-                self.model, prepared.splits[name], prepared.loaded.tokenizer.pad_token_id,
+            split = prepared.splits[name]
+            probabilities[name] = split_probabilities(
+                self.model, split, prepared.loaded.tokenizer.pad_token_id,
                 prepared.task.multi_label, tcfg.eval_batch_size, self.accelerator.device, prepared.loaded.precision,
             )
+            results[name] = metrics_from_probabilities(split.labels, probabilities[name], prepared.task.multi_label)
         if not self.is_main:
             return
+        for name, probs in probabilities.items():  # per sequence, for paired comparisons between runs
+            self.writer.write_predictions(name, prepared.splits[name].labels, probs, prepared.task.label_names)
         self.writer.publish_export(adapted.export)
         parameters = {**adapted.parameter_counts(), "exported": runs.Run(self.writer.path).exported_parameters()}
         wall = self.state["elapsed"]

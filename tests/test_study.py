@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -228,6 +229,37 @@ def test_paired_comparison_per_task_and_pooled_over_tasks():
     assert POOLED not in set(compare_methods(table[table["task"] == "a"], "ars", ["lora"])["task"])
 
 
+def test_three_seeds_need_the_t_distribution_not_two_standard_errors():
+    # mean 0.03, se 0.0115: beyond 2 se, but the paired t interval with 2 degrees of freedom (±4.30 se) holds 0
+    table = _rows(task=["a"] * 6, method=["ars", "lora"] * 3, seed=[0, 0, 1, 1, 2, 2], test_mcc=[0.41, 0.40, 0.43, 0.40, 0.45, 0.40])
+    row = compare_methods(table, "ars", ["lora"]).iloc[0]
+    assert row["diff"] == pytest.approx(0.03) and row["verdict"] == "tie"
+    assert row["ci95"] == "[-0.020, +0.080]" and 0.1 < float(row["p"]) < 0.15
+
+
+def test_prediction_disagreement_and_test_set_bootstrap_from_saved_predictions(tmp_path):
+    from lingo_core.study.stats import add_prediction_statistics
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    run_dirs = {}
+    for method, flip in (("ars", 0.1), ("adalora", 0.3)):
+        for seed in (0, 1):
+            writer = runs.RunWriter.create(tmp_path, "{}", method, "t", f"{method}-{seed}")
+            wrong = rng.random(400) < flip
+            predicted = np.where(wrong, 1 - labels, labels)
+            probs = np.stack([1 - predicted * 0.8 - 0.1, predicted * 0.8 + 0.1], axis=1)
+            writer.write_predictions("test", labels, probs, ["no", "yes"])
+            run_dirs[(method, seed)] = str(writer.path)
+    table = _rows(task=["t"] * 4, method=["ars", "adalora"] * 2, seed=[0, 0, 1, 1], test_mcc=[0.8, 0.4, 0.8, 0.4],
+                  run_dir=[run_dirs[("ars", 0)], run_dirs[("adalora", 0)], run_dirs[("ars", 1)], run_dirs[("adalora", 1)]])
+    comp = add_prediction_statistics(compare_methods(table, "ars", ["adalora"]), table, "ars", "test_mcc")
+    row = comp.iloc[0]
+    assert 0.25 < row["disagree"] < 0.45  # about 0.1 * 0.7 + 0.3 * 0.9 of the sequences differ
+    low, high = (float(v) for v in row["boot95"].strip("[]").split(","))
+    assert 0.2 < low < high < 0.6  # ARS's MCC is clearly higher, and the interval reflects 400 test sequences
+
+
 def test_choose_on_dev_picks_the_best_mean_dev_metric_never_test():
     table = _rows(
         task=["t"] * 8,
@@ -271,10 +303,10 @@ def test_declared_comparisons_and_only_those_appear_in_the_report(tmp_path):
     # the first comparison, by method in main (pooled over both tasks) and setting by setting in lr
     assert "Sampled ARS against the budget methods, dev MCC, paired by seed" in report
     # ARS minus AdaLoRA: 0.05, 0.06, 0.07 on seeds 0, 1, 2 of each task
-    assert "| all tasks (pooled pairs) | adalora | 6 | 0.06 | 0.0037 | better | True |" in report
+    assert "| all tasks (pooled pairs) | adalora | 6 | 0.06 | 0.0037 | [+0.051, +0.069] | 1.5e-05 | better | True |" in report
     assert "- Sampled ARS has the higher mean dev MCC than adalora on 2 of 2 tasks (clearly better on 2, clearly worse on 0)." in report
     assert "Sampled ARS minus the reference method at the same setting" in report
-    assert "| train.lr=0.01 | dev_mcc | demo/motifs | adalora | 3 | 0.06 | 0.0058 | better |" in report
+    assert "| train.lr=0.01 | dev_mcc | demo/motifs | adalora | 3 | 0.06 | 0.0058 | [+0.035, +0.085] | 0.0091 | better |" in report
     # the second, with its default name and label, only in main, without the pooled row and on both default metrics
     for metric in ("test MCC", "test AUROC"):
         assert f"`lora` minus kmer_lr, {metric}, paired by seed" in report

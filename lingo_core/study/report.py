@@ -18,7 +18,7 @@ from ..plots.study import plot_pareto, plot_rank_dynamics, plot_rank_patterns, p
 from .cells import Cell, expand, slug
 from .records import cell_records
 from .spec import Comparison, Study
-from .stats import POOLED, choose_on_dev, compare_methods, compare_per_setting
+from .stats import POOLED, add_prediction_statistics, choose_on_dev, compare_methods, compare_per_setting
 from .table import format_spread, markdown_table, pivot_text
 
 Lines = list[str]
@@ -39,8 +39,11 @@ REFERENCE_SOURCE = (
     "genetic tasks', Nature Communications 2025, Tables 1 and 3 (trained on the full published splits; the "
     "yeast rows there use the Nucleotide Transformer splits, not this project's leak-free recipe)"
 )
-PAIRED = ("paired by seed on the seeds both finished (`se`: standard error of the paired differences; "
-          "`better`/`worse`: beyond 2 se; `same`: identical on every seed)")
+PAIRED = ("paired by seed on the seeds both finished: `diff` the mean difference, `se` its standard error, "
+          "`ci95` the 95 % paired-t interval (n − 1 degrees of freedom), `p` the paired t-test; `better`/`worse`: "
+          "p < 0.05; `same`: identical on every seed; where runs saved their test predictions, `disagree` is the "
+          "share of test sequences the two methods classify differently (mean over seeds) and `boot95` the 95 % "
+          "interval of `diff` when the test set is resampled too")
 
 
 def hardware() -> dict[str, Any]:
@@ -210,6 +213,7 @@ def _comparison_lines(comparison: Comparison, view: GroupView) -> Lines:
         lines: Lines = []
         for metric in comparison.metrics:
             comp = compare_methods(view.rows, comparison.method, others, metric=metric, group=view.name, pooled=comparison.pooled)
+            comp = add_prediction_statistics(comp, view.rows, comparison.method, metric)
             if not comp.empty:
                 lines += _method_comparison(comparison, metric, comp)
         return lines
@@ -217,7 +221,7 @@ def _comparison_lines(comparison: Comparison, view: GroupView) -> Lines:
         # the same setting for the method and its reference method(s): compare them setting by setting
         rows = compare_per_setting(view.rows, comparison.method, others, comparison.metrics)
         if not rows.empty:
-            return [f"{comparison.label} minus the reference method at the same setting, paired by seed (`better`/`worse`: beyond 2 se):",
+            return [f"{comparison.label} minus the reference method at the same setting, paired by seed (`better`/`worse`: paired t-test p < 0.05):",
                     "", markdown_table(rows)]
     return []
 

@@ -1,8 +1,10 @@
-"""Statistics for the report: paired comparisons by seed and hyper-parameter choice on dev."""
+"""Statistics for the report: paired t-tests by seed, test-set bootstrap intervals, prediction
+disagreement between paired runs, and hyper-parameter choice on dev."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -11,30 +13,50 @@ import pandas as pd
 POOLED = "all tasks (pooled pairs)"
 
 
+def paired_t(diffs: np.ndarray) -> tuple[float, float, float, float]:
+    """Paired t-test of mean(diffs) = 0 with n - 1 degrees of freedom: (se, p, ci95 low, ci95 high).
+
+    NaN where fewer than 2 pairs or no spread (a t interval needs both).
+    """
+    n = len(diffs)
+    if n < 2:
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    from scipy import stats
+
+    mean, se = float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(n))
+    if se == 0:
+        return 0.0, (1.0 if mean == 0 else 0.0), mean, mean
+    t = stats.t.ppf(0.975, n - 1)
+    p = float(2 * stats.t.sf(abs(mean / se), n - 1))
+    return se, p, mean - t * se, mean + t * se
+
+
 def _paired_row(task: str, other: str, diffs: np.ndarray) -> dict[str, Any]:
-    """Mean paired difference, its standard error and the verdict (see :func:`compare_methods`)."""
+    """Mean paired difference, its paired t-test and the verdict (see :func:`compare_methods`)."""
     diff = float(diffs.mean())
-    se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+    se, p, low, high = paired_t(diffs)
     if np.all(diffs == 0):
         verdict = "same"
-    elif len(diffs) > 1 and se > 0 and abs(diff) > 2 * se:
+    elif not math.isnan(p) and p < 0.05:
         verdict = "better" if diff > 0 else "worse"
     else:
         verdict = "tie"
     return {"task": task, "vs": other, "seeds": len(diffs), "diff": round(diff, 4),
-            "se": None if math.isnan(se) else round(se, 4), "verdict": verdict, "higher_mean": diff > 0, "_diffs": diffs}
+            "se": None if math.isnan(se) else round(se, 4),
+            "ci95": "" if math.isnan(low) else f"[{low:+.3f}, {high:+.3f}]",
+            "p": "" if math.isnan(p) else f"{p:.2g}", "verdict": verdict, "higher_mean": diff > 0, "_diffs": diffs}
 
 
 def compare_methods(
     table: pd.DataFrame, method: str, others: Sequence[str], metric: str = "test_mcc", group: Optional[str] = None, pooled: bool = True
 ) -> pd.DataFrame:
     """Per task, paired by seed: mean difference of ``method`` minus each other method on the seeds both
-    finished, its standard error (spread of the paired differences / sqrt(n)), and a verdict. With
-    ``pooled`` and several tasks, a last row per other method (task ``POOLED``) pools every (task, seed)
-    pair.
+    finished, its standard error, a paired t-test (n - 1 degrees of freedom: with 3 seeds the 95 %
+    interval is the mean ± 4.30 se) and a verdict. With ``pooled`` and several tasks, a last row per
+    other method (task ``POOLED``) pools every (task, seed) pair.
 
-    ``verdict``: "better"/"worse" when the mean difference exceeds two standard errors, "same" when every
-    paired difference is exactly 0, "tie" otherwise (always "tie" with fewer than 2 paired seeds).
+    ``verdict``: "better"/"worse" when the paired t-test rejects no difference at p < 0.05, "same" when
+    every paired difference is exactly 0, "tie" otherwise (always "tie" with fewer than 2 paired seeds).
     """
     data = table if group is None else table[table["group"] == group]
     data = data[(data["status"] == "done") & data[metric].notna()]
@@ -49,7 +71,7 @@ def compare_methods(
             seeds = sorted(set(a.index) & set(b.index))
             if seeds:
                 rows.append(_paired_row(task, other, np.array([a[s] - b[s] for s in seeds], dtype=float)))
-    columns = ["task", "vs", "seeds", "diff", "se", "verdict", "higher_mean", "_diffs"]
+    columns = ["task", "vs", "seeds", "diff", "se", "ci95", "p", "verdict", "higher_mean", "_diffs"]
     frame = pd.DataFrame(rows, columns=columns)
     if pooled and frame["task"].nunique() > 1:
         # every (task, seed) pair of every task: more power than any single task, same paired logic
@@ -86,3 +108,76 @@ def choose_on_dev(table: pd.DataFrame, metric: str = "dev_mcc") -> pd.DataFrame:
                      "mean test_mcc": round(float(stats.loc[best, "test"]), 4), "seeds": int(stats.loc[best, "n"]),
                      "settings tried": len(stats)})
     return pd.DataFrame(rows, columns=["task", "method", "chosen", f"mean {metric}", "mean test_mcc", "seeds", "settings tried"])
+
+
+def _paired_predictions(table: pd.DataFrame, task: str, method: str, other: str) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Test predictions of ``method`` and ``other`` on ``task``, paired by seed (runs that saved them)."""
+    from .. import runs
+
+    here = table[(table["task"] == task) & (table["status"] == "done") & (table["run_dir"].fillna("") != "")]
+    by_seed = {m: here[here["method"] == m].drop_duplicates("seed").set_index("seed")["run_dir"] for m in (method, other)}
+    pairs = []
+    for seed in sorted(set(by_seed[method].index) & set(by_seed[other].index)):
+        a, b = (runs.Run(Path(by_seed[m][seed])).predictions("test") for m in (method, other))
+        if a is not None and b is not None and len(a) == len(b) and list(a.columns) == list(b.columns):
+            pairs.append((a, b))
+    return pairs
+
+
+def _labels_and_scores(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    probs = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()
+    return frame["label"].to_numpy(), probs
+
+
+def disagreement(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]]) -> Optional[float]:
+    """Mean share of test sequences whose predicted class differs between the paired runs."""
+    shares = [float((_labels_and_scores(a)[1].argmax(1) != _labels_and_scores(b)[1].argmax(1)).mean())
+              for a, b in pairs if "label" in a.columns]
+    return float(np.mean(shares)) if shares else None
+
+
+def bootstrap_interval(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]], metric: str = "test_mcc",
+                       resamples: int = 1000, seed: int = 0) -> Optional[tuple[float, float]]:
+    """95 % interval of the mean paired difference when the test set is resampled (same resample for
+    both runs of a pair; one per seed), so test-set size enters the uncertainty, not only seeds."""
+    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+    name = metric.removeprefix("test_")
+    if name not in ("mcc", "auroc") or not pairs or "label" not in pairs[0][0].columns:
+        return None
+    data = [(*_labels_and_scores(a), _labels_and_scores(b)[1]) for a, b in pairs]
+    if name == "auroc" and data[0][1].shape[1] != 2:
+        return None
+
+    def score(labels: np.ndarray, probs: np.ndarray) -> float:
+        if name == "mcc":
+            return float(matthews_corrcoef(labels, probs.argmax(1)))
+        return float(roc_auc_score(labels, probs[:, 1])) if len(set(labels)) == 2 else float("nan")
+
+    generator = np.random.default_rng(seed)
+    means = []
+    for _ in range(resamples):
+        diffs = []
+        for labels, a, b in data:
+            idx = generator.integers(0, len(labels), len(labels))
+            diffs.append(score(labels[idx], a[idx]) - score(labels[idx], b[idx]))
+        means.append(np.nanmean(diffs))
+    low, high = np.nanpercentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def add_prediction_statistics(comp: pd.DataFrame, table: pd.DataFrame, method: str, metric: str) -> pd.DataFrame:
+    """Per task row of a :func:`compare_methods` frame: ``disagree`` (share of test predictions that
+    differ, mean over paired seeds) and ``boot95`` (test-set bootstrap interval of the difference)."""
+    if "run_dir" not in table.columns:
+        return comp
+    disagree, boot = [], []
+    for row in comp.itertuples():
+        pairs = [] if row.task == POOLED else _paired_predictions(table, row.task, method, row.vs)
+        share = disagreement(pairs)
+        interval = bootstrap_interval(pairs, metric) if pairs else None
+        disagree.append(None if share is None else round(share, 4))
+        boot.append("" if interval is None else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]")
+    if all(d is None for d in disagree):
+        return comp
+    return comp.assign(disagree=disagree, boot95=boot)
