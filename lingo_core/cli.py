@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="rebuild results.csv and report.md from finished cells")
     p.add_argument("--shard", metavar="I/N", help="run only the cells i with i %% N == I")
     p.add_argument("--cell", metavar="ID", help="run one cell (used by parallel runs)")
+    p.add_argument("--grid", action="append", default=[], metavar="NAME", help="run only the cells of this grid (repeatable)")
     p.add_argument("--retry", action="store_true", help="rerun cells that timed out")
     p.set_defaults(func=cmd_study)
     return parser

@@ -48,7 +48,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def run_cli(args: Any) -> int:
-    """``python -m lingo_core study STUDY.yaml [--scale S] [--set k=v] [--dry-run|--report-only|--cell ID]``."""
+    """``python -m lingo_core study STUDY.yaml [--scale S] [--set k=v] [--grid NAME ...] [--dry-run|--report-only|--cell ID]``.
+
+    ``--grid`` runs only the cells of the named grids (the table and report still cover the whole study).
+    """
     study_args = [args.study, *(["--scale", args.scale] if args.scale else []), *sum((["--set", s] for s in args.set), []),
                   *(["--retry"] if args.retry else [])]
     study = load_study(args.study, args.set, args.scale)
@@ -71,7 +74,15 @@ def run_cli(args: Any) -> int:
     if args.cell:
         run_study(study, only=[args.cell], retry=args.retry, log=log, write_outputs=False)
         return 0
-    path = run_study(study, shard=shard, retry=args.retry, log=log, study_args=study_args)
+    only = None
+    if args.grid:
+        known = {group for cell in cells for group in cell.groups}
+        unknown = sorted(set(args.grid) - known)
+        if unknown:
+            raise StudyError(f"--grid {unknown}: no such grid in {args.study}; its grids are {sorted(known)}")
+        only = [cell.cell_id for cell in cells if set(cell.groups) & set(args.grid)]
+        study_args += sum((["--grid", g] for g in args.grid), [])
+    path = run_study(study, shard=shard, only=only, retry=args.retry, log=log, study_args=study_args)
     print(path)
     table = build_table(study, cells)
     return 0 if (table["status"] == "done").all() and len(table) else 1
