@@ -8,15 +8,19 @@ from typing import Union
 
 @dataclass
 class AdaLoraSettings:
+    """Defaults follow AdaLoRA's published GLUE scripts (QingruZhang/AdaLoRA, NLU/): orthogonal
+    regulariser 0.1, importance EMAs 0.85, and a budget that decreases over about half of training
+    (there tinit 6-8k and tfinal 22-50k of 63-86k steps; here tinit 10 % and tfinal 40 % of the steps)."""
+
     init_r: int = field(default=8, metadata={"label": "Initial rank per module", "min": 1, "max": 256})
     target_r: int = field(default=4, metadata={"label": "Target rank per module (average)", "min": 1, "max": 256})
     # int: steps; float in (0, 1): a fraction of all steps
     tinit: Union[int, float] = field(default=0.1, metadata={"label": "tinit (steps, or a fraction < 1 of all steps)", "help": "warm-up with the full budget", "min": 0.0, "step": 0.05})
-    tfinal: Union[int, float] = field(default=0.2, metadata={"label": "tfinal (steps, or a fraction < 1)", "help": "final fine-tuning at the target budget", "min": 0.0, "step": 0.05})
+    tfinal: Union[int, float] = field(default=0.4, metadata={"label": "tfinal (steps, or a fraction < 1)", "help": "final fine-tuning at the target budget", "min": 0.0, "step": 0.05})
     deltaT: int = field(default=10, metadata={"label": "deltaT (steps between allocations)", "min": 1, "max": 10_000})
     beta1: float = field(default=0.85, metadata={"label": "beta1 (importance EMA)", "min": 0.01, "max": 0.999, "advanced": True})
     beta2: float = field(default=0.85, metadata={"label": "beta2 (uncertainty EMA)", "min": 0.01, "max": 0.999, "advanced": True})
-    orth_reg_weight: float = field(default=0.5, metadata={"label": "Orthogonality weight", "min": 0.0, "max": 10.0, "step": 0.1})
+    orth_reg_weight: float = field(default=0.1, metadata={"label": "Orthogonality weight", "min": 0.0, "max": 10.0, "step": 0.1})
     # learning-rate multiplier for the singular values lambda (they start at 0 and move by about
     # lr per step, so on short budgets the SVD adapters barely change the model)
     lambda_lr_scale: float = field(default=1.0, metadata={"label": "lambda learning-rate multiplier", "min": 0.01, "max": 1000.0, "advanced": True})
