@@ -6,7 +6,7 @@
     >>> result.to_frame()           # id, sequence, prob_<label>..., predicted, flags
     >>> result.to_csv("scores.csv"); result.to_json("scores.json")
 
-The run is restored exactly as trained (:func:`lingo_core.loading.load_trained`: base model,
+The run is restored exactly as trained (:func:`lingo_core.inference.load_trained`: base model,
 adapter, encoding and language prefix). Sequences are validated like training data (upper-cased,
 IUPAC codes mapped to N or rejected as the run's ``data.iupac`` says); a bad record is reported in
 its row and the rest are still scored, unless ``strict=True``. A sequence whose encoding does not
@@ -18,6 +18,7 @@ in training. Inference is batched by token length under ``torch.inference_mode``
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,26 +28,27 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import runs
 from .data import DataError, clean_sequence
 from .data.validation import check_sequences
-from .inference import TrainedModel, load_trained
-from .inference import logits_to_probs, predict_logits
+from .inference import TrainedModel, load_trained, logits_to_probs, predict_logits
+from .sequence_input import (  # noqa: F401  the input readers are part of this module's API (pages, notebooks)
+    InputRecord,
+    as_records,
+    gather_inputs,
+    parse_fasta_records,
+    read_csv_input,
+    read_fasta_input,
+    records_from_sequences,
+    reverse_complement,
+)
 
 PathLike = Union[str, Path]
 AGGREGATIONS = ("mean", "max")
-COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 WINDOW_MARGIN = 0.9  # windows of long sequences use 90 % of what a typical sequence fits, so they are rarely cut
 CPU_BATCH_SIZE = 64  # at most this many sequences per forward pass on CPU ...
 CPU_MAX_TOKENS = 4096  # ... and at most this many tokens (rows x length): batches that stay in cache run faster
 GPU_BATCH_SIZE = 256
-
-
-def reverse_complement(sequence: str) -> str:
-    """Reverse complement of an upper-case ACGTN sequence."""
-    return sequence.translate(COMPLEMENT)[::-1]
-
-
-_reverse_complement = reverse_complement  # Predictor.predict has an argument of that name
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -57,106 +59,6 @@ def default_batch_size(device: torch.device) -> int:
 def default_max_tokens(device: torch.device) -> Optional[int]:
     """Tokens per forward pass (rows x padded length): bounded on CPU, unbounded on a GPU."""
     return None if device.type == "cuda" else CPU_MAX_TOKENS
-
-
-# --------------------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class InputRecord:
-    """A sequence to score as given by the user, with where it came from (for error messages)."""
-
-    id: str
-    sequence: str
-    where: str  # e.g. "scores.fa, record 'seq3' (line 7)"
-    error: Optional[str] = None  # a problem found while reading (empty header...)
-
-
-def records_from_sequences(sequences: Sequence[str], ids: Optional[Sequence[str]] = None) -> list[InputRecord]:
-    """Wrap raw sequences; ids default to ``seq1``, ``seq2``..."""
-    if ids is not None and len(ids) != len(sequences):
-        raise ValueError(f"got {len(ids)} ids for {len(sequences)} sequences; pass one id per sequence or none")
-    ids = list(ids) if ids is not None else [f"seq{i + 1}" for i in range(len(sequences))]
-    return [InputRecord(str(i), s, f"sequence {n + 1} ('{i}')") for n, (i, s) in enumerate(zip(ids, sequences))]
-
-
-def parse_fasta_records(text: str, source: str = "<text>") -> list[InputRecord]:
-    """FASTA text to records, reporting bad records instead of stopping at the first one.
-
-    Wrapped lines are joined, Windows line endings and a byte-order mark are accepted, the id is the
-    first word of the header. (:func:`lingo_core.data.parse_fasta_text` raises at the first empty
-    record, as training must; prediction reports it in that record's row and scores the rest.)
-    """
-    records: list[InputRecord] = []
-    text = text.lstrip("\ufeff")
-    current: Optional[InputRecord] = None
-    chunks: list[str] = []
-
-    def close() -> None:
-        if current is not None:
-            current.sequence = "".join(chunks)
-            records.append(current)
-
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if line.startswith(">"):
-            close()
-            header = line[1:].strip()
-            record_id = header.split()[0] if header else f"record{len(records) + 1}"
-            current = InputRecord(record_id, "", f"{source}, record '{record_id}' (line {number})")
-            if not header:
-                current.error = (
-                    f"{source}, line {number}: empty FASTA header '>'. Fix: give every record an id, e.g. '>seq1'."
-                )
-            chunks = []
-        elif line:
-            if current is None:
-                raise DataError(
-                    f"{source}, line {number}: sequence data before the first '>' header; this is not FASTA. "
-                    "Fix: start each record with a header line such as '>seq1'."
-                )
-            chunks.append(line)
-    close()
-    if not records:
-        raise DataError(f"{source}: no FASTA records (no line starts with '>'). Fix: check the file.")
-    return records
-
-
-def read_fasta_input(path: PathLike) -> list[InputRecord]:
-    """Records of a FASTA file (``.gz`` allowed) to score."""
-    from .data.loaders import read_fasta_file_text
-
-    return parse_fasta_records(read_fasta_file_text(path), str(path))
-
-
-def read_csv_input(path: PathLike, sequence_column: str = "sequence", id_column: Optional[str] = None) -> list[InputRecord]:
-    """Records of a CSV/TSV table; ids from ``id_column`` (default: an ``id`` column if present, else ``file:line``)."""
-    path = Path(path)
-    separator = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-    try:
-        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found. Fix: check the path.") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty. Fix: add a header line such as 'id,sequence' and data rows.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line.") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if id_column is None and "id" in frame.columns:
-        id_column = "id"
-    for column in [sequence_column] + ([id_column] if id_column else []):
-        if column not in frame.columns:
-            raise DataError(
-                f"{path}, line 1 (header): no column '{column}'; columns found: {list(frame.columns)}. "
-                "Fix: rename the header or pass the sequence/id column name (--sequence-column / --id-column)."
-            )
-    frame = frame[~(frame == "").all(axis=1)]  # blank lines: dropped, but they still count for line numbers
-    lines = frame.index.to_numpy() + 2  # the header is line 1
-    ids = frame[id_column].str.strip().tolist() if id_column else [f"{path.name}:{n}" for n in lines]
-    return [
-        InputRecord(record_id, sequence, f"{path}, line {line} (id '{record_id}')")
-        for record_id, sequence, line in zip(ids, frame[sequence_column].tolist(), lines)
-    ]
 
 
 # --------------------------------------------------------------------------------------- outputs
@@ -412,7 +314,7 @@ class Predictor:
         """
         if aggregate not in AGGREGATIONS:
             raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
-        records = _as_records(inputs, ids)
+        records = as_records(inputs, ids)
         window_nt = int(window or self.window_nt)
         stride_nt = int(stride or max(1, window_nt // 2))
         if window_nt < 1 or stride_nt < 1:
@@ -424,15 +326,31 @@ class Predictor:
         windows, window_ids, truncated = self._windows(clean, window_nt, stride_nt, explicit_window=window is not None)
         probs = logits_to_probs(self.logits_of_ids(window_ids, batch_size), self.multi_label)
         if reverse_complement:
-            rc_ids, rc_truncated = self._encode_checked(
-                [_reverse_complement(clean[w.record][w.start : w.end]) for w in windows]
-            )
+            rc_probs, rc_truncated = self._reverse_strand(clean, windows, batch_size)
             truncated |= rc_truncated
-            probs = (probs + logits_to_probs(self.logits_of_ids(rc_ids, batch_size), self.multi_label)) / 2
+            probs = (probs + rc_probs) / 2
+        self._aggregate(rows, windows, probs, truncated, aggregate, threshold)
+        return Predictions(
+            rows, list(self.label_names), self.multi_label, aggregate, reverse_complement, window_nt, stride_nt,
+            str(self.trained.run.path), self.trained.source, threshold,
+        )
 
+    # -- helpers ----------------------------------------------------------------------------
+    def _reverse_strand(
+        self, clean: dict[int, str], windows: list[_Window], batch_size: Optional[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities of every window's reverse complement, and which of those lost their tail."""
+        ids, truncated = self._encode_checked([reverse_complement(clean[w.record][w.start : w.end]) for w in windows])
+        return logits_to_probs(self.logits_of_ids(ids, batch_size), self.multi_label), truncated
+
+    def _aggregate(
+        self, rows: list[SequencePrediction], windows: list[_Window], probs: np.ndarray, truncated: np.ndarray,
+        aggregate: str, threshold: float,
+    ) -> None:
+        """Fill each scored row from its windows: aggregated probabilities, label, window counts."""
         by_record: dict[int, list[int]] = {}
-        for w, win in enumerate(windows):
-            by_record.setdefault(win.record, []).append(w)
+        for w, window in enumerate(windows):
+            by_record.setdefault(window.record, []).append(w)
         for record, members in by_record.items():
             stacked = probs[members]
             row = rows[record]
@@ -440,12 +358,7 @@ class Predictor:
             row.n_windows = len(members)
             row.windows_truncated = int(truncated[members].sum())
             row.predicted = self._label_of(row.probabilities, threshold)
-        return Predictions(
-            rows, list(self.label_names), self.multi_label, aggregate, reverse_complement, window_nt, stride_nt,
-            str(self.trained.run.path), self.trained.source, threshold,
-        )
 
-    # -- helpers ----------------------------------------------------------------------------
     def _label_of(self, probs: np.ndarray, threshold: float) -> str:
         if self.multi_label:
             return ";".join(name for name, p in zip(self.label_names, probs) if p >= threshold)
@@ -546,17 +459,6 @@ class Predictor:
         return ids, cut
 
 
-def _as_records(inputs: Union[Sequence[str], Sequence[InputRecord]], ids: Optional[Sequence[str]]) -> list[InputRecord]:
-    inputs = list(inputs)
-    if inputs and all(isinstance(x, InputRecord) for x in inputs):
-        if ids is not None:
-            raise ValueError("pass ids only with raw sequences; InputRecords carry their own ids")
-        return inputs
-    if any(isinstance(x, InputRecord) for x in inputs):
-        raise TypeError("pass either raw sequence strings or InputRecords, not a mix")
-    return records_from_sequences([str(x) for x in inputs], ids)
-
-
 # --------------------------------------------------------------------------------------- cache
 
 _CACHE: dict[tuple, Predictor] = {}
@@ -564,23 +466,14 @@ _CACHE_LOCK = threading.Lock()
 CACHE_SIZE = 4
 
 
-def _model_stamp(run_dir: Path) -> tuple:
-    """What changes when the run's weights change: the exported adapter, else the best checkpoint."""
-    adapter = run_dir / "adapter"
-    if (adapter / "lingo_adapter.json").exists():
-        return ("adapter", max(p.stat().st_mtime_ns for p in adapter.iterdir()))
-    best = run_dir / "checkpoint" / "best.pt"
-    return ("best", best.stat().st_mtime_ns if best.exists() else None)
-
-
 def load_predictor(run_dir: PathLike, device: Optional[str] = None) -> Predictor:
-    """A :class:`Predictor` for ``run_dir``; cached by path, device and adapter/checkpoint mtime.
+    """A :class:`Predictor` for ``run_dir``; cached by path, device and the run's weights stamp.
 
     A run still training is loaded from its best checkpoint so far; when that checkpoint (or the
-    final adapter) is rewritten, the next call reloads.
+    final adapter) is rewritten, :meth:`~lingo_core.runs.Run.weights_stamp` changes and the next call reloads.
     """
     path = Path(run_dir).expanduser().resolve()
-    key = (str(path), device, _model_stamp(path))
+    key = (str(path), device, runs.load_run(path).weights_stamp())
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
@@ -593,11 +486,6 @@ def load_predictor(run_dir: PathLike, device: Optional[str] = None) -> Predictor
         while len(_CACHE) > CACHE_SIZE:
             del _CACHE[next(iter(_CACHE))]
     return predictor
-
-
-def clear_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
 
 
 def predict(
@@ -621,30 +509,8 @@ def predict(
     return load_predictor(run_dir, device).predict(records, **options)
 
 
-def gather_inputs(
-    sequences: Optional[Sequence[str]] = None,
-    *,
-    ids: Optional[Sequence[str]] = None,
-    fasta: Optional[PathLike] = None,
-    csv: Optional[PathLike] = None,
-    sequence_column: str = "sequence",
-    id_column: Optional[str] = None,
-) -> list[InputRecord]:
-    """Records from exactly one source: raw sequences, a FASTA file or a CSV file."""
-    given = [name for name, value in (("sequences", sequences), ("fasta", fasta), ("csv", csv)) if value]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one input: raw sequences, a FASTA file or a CSV file (got {given or 'none'})")
-    if fasta:
-        return read_fasta_input(fasta)
-    if csv:
-        return read_csv_input(csv, sequence_column, id_column)
-    return records_from_sequences(list(sequences or []), ids)
-
-
 def run_cli(args: Any) -> int:
     """``python -m lingo_core predict``: see :func:`lingo_core.cli.build_parser` for the arguments."""
-    import sys
-
     records = gather_inputs(
         args.sequences or None, fasta=args.fasta, csv=args.csv, sequence_column=args.sequence_column, id_column=args.id_column
     )

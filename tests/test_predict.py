@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,14 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lingo_core import runs
 from lingo_core.data import DataError, make_demo_task
+from lingo_core.inference import logits_to_probs, predict_logits
 from lingo_core.predict import (
     load_predictor,
     parse_fasta_records,
     read_csv_input,
     reverse_complement,
 )
-from lingo_core.train import logits_to_probs, predict_logits, train
+from lingo_core.train import train
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import tiny_config
 
@@ -194,14 +197,31 @@ def test_reverse_complement_averaging(predictor):
     assert averaged.to_frame()["rc_averaged"].all()
 
 
-def test_loading_is_cached_until_the_adapter_changes(tiny_run):
+def _touch(path: Path) -> None:
+    """Give ``path`` a new modification time, as rewriting it would."""
+    later = time.time_ns() + 10**9
+    os.utime(path, ns=(later, later))
+
+
+def test_loading_is_cached_until_the_weights_change(tiny_run, tmp_path):
+    seqs = DEMO.test.sequences[:4]
     first = load_predictor(tiny_run)
-    started = time.perf_counter()
-    assert load_predictor(tiny_run) is first
-    assert time.perf_counter() - started < 0.05
-    marker = next((tiny_run / "adapter").iterdir())
-    os.utime(marker, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert load_predictor(tiny_run) is not first
+    assert load_predictor(tiny_run) is first and load_predictor(str(tiny_run)) is first  # no reload
+    stamp = runs.load_run(tiny_run).weights_stamp()
+    _touch(tiny_run / runs.ADAPTER / runs.EXPORT_INFO)  # a new export
+    assert runs.load_run(tiny_run).weights_stamp() != stamp
+    second = load_predictor(tiny_run)
+    assert second is not first and load_predictor(tiny_run) is second
+    np.testing.assert_allclose(second.probabilities(seqs), first.probabilities(seqs), atol=1e-6)
+
+    # a run still training (no export yet) is loaded from its best checkpoint, reloaded when that is rewritten
+    training = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, training, ignore=shutil.ignore_patterns(runs.ADAPTER))
+    from_best = load_predictor(training)
+    assert from_best.trained.source == "best-checkpoint" and load_predictor(training) is from_best
+    np.testing.assert_allclose(from_best.probabilities(seqs), first.probabilities(seqs), atol=1e-5)
+    _touch(training / runs.CHECKPOINT / runs.BEST_FILE)
+    assert load_predictor(training) is not from_best
 
 
 def test_multi_label_runs_report_per_label_probabilities(tiny_bert_dir, tmp_path):

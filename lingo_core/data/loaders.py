@@ -1,4 +1,4 @@
-"""Reading CSV/TSV/FASTA files into validated splits, splitting, de-duplication and subsampling.
+"""Labelled CSV/TSV/FASTA files into validated splits, splitting, de-duplication and subsampling.
 
 Everything a loader did to the data ends up in ``TaskData.report`` so a run can say exactly which
 rows it trained and evaluated on.
@@ -7,7 +7,6 @@ rows it trained and evaluated on.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -16,6 +15,14 @@ import numpy as np
 import pandas as pd
 
 from lingo_core.config import ConfigError, DataConfig
+from lingo_core.data.readers import (  # noqa: F401  parse_fasta_text is re-exported by lingo_core.data
+    FASTA_SUFFIXES,
+    TABLE_SUFFIXES,
+    data_suffix,
+    parse_fasta_text,
+    read_fasta,
+    read_table_frame,
+)
 from lingo_core.data.validation import (
     DataError,
     Locator,
@@ -26,8 +33,6 @@ from lingo_core.data.validation import (
 )
 
 SPLITS = ("train", "dev", "test")
-TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
 
 Motif = tuple[int, int, str]  # (start, end_exclusive, name)
 Seed = Union[int, Sequence[int]]
@@ -142,65 +147,6 @@ def duplicated_mask(values: Sequence[str]) -> np.ndarray:
 # --------------------------------------------------------------------------------------- FASTA
 
 
-def parse_fasta_text(text: str, source: str = "<text>") -> list[tuple[str, str]]:
-    """Parse FASTA text into ``(header without '>', sequence)``; wrapped lines are joined."""
-    records: list[tuple[str, str]] = []
-    header: Optional[str] = None
-    header_line = 0
-    chunks: list[str] = []
-
-    def close_record() -> None:
-        if header is None:
-            return
-        if not chunks:
-            raise DataError(
-                f"{source}: record '{header}' (line {header_line}) has no sequence. "
-                "Fix: add its sequence below the header or delete the header."
-            )
-        records.append((header, "".join(chunks)))
-
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if line.startswith(">"):
-            close_record()
-            header, header_line, chunks = line[1:].strip(), number, []
-            if not header:
-                raise DataError(
-                    f"{source}, line {number}: empty FASTA header '>'. "
-                    "Fix: give every record an id, e.g. '>seq1|0'."
-                )
-        elif line:
-            if header is None:
-                raise DataError(
-                    f"{source}, line {number}: sequence data before the first '>' header. "
-                    "Fix: start each record with a header line such as '>seq1|0'."
-                )
-            chunks.append(line)
-    close_record()
-    return records
-
-
-def read_fasta_file_text(path: str | Path) -> str:
-    """The text of a FASTA file (``.gz`` allowed, a UTF-8 byte-order mark dropped)."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".gz":
-            with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
-                return handle.read()
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: FASTA file not found. Fix: check the path.") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise DataError(
-            f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file."
-        ) from None
-
-
-def read_fasta(path: str | Path) -> list[tuple[str, str]]:
-    """Read a FASTA file (``.gz`` allowed) into ``(header, sequence)`` pairs."""
-    return parse_fasta_text(read_fasta_file_text(path), str(path))
-
-
 def _fasta_ids_and_labels(
     path: Path, headers: list[str], cfg: DataConfig
 ) -> tuple[list[str], Optional[list[str]]]:
@@ -304,21 +250,8 @@ def _line_locator(path: Path, lines: np.ndarray) -> Locator:
 
 
 def _read_frame(path: Path, required: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Read a CSV/TSV as strings; return the non-blank rows and their line numbers (header = 1)."""
-    separator = TABLE_SUFFIXES.get(_data_suffix(path), ",")
-    try:
-        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found. Fix: check the path.") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(
-            f"{path}: the file is empty. Fix: add a header line such as 'sequence,label' and data rows."
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line."
-        ) from None
-    frame.columns = [str(column).strip() for column in frame.columns]
+    """A labelled data table's non-blank rows and line numbers; every ``required`` column and a data row must be there."""
+    frame, lines = read_table_frame(path)
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise DataError(
@@ -326,10 +259,9 @@ def _read_frame(path: Path, required: list[str]) -> tuple[pd.DataFrame, np.ndarr
             "Fix: rename the header or set data.sequence_column / data.label_columns / data.id_column "
             "(e.g. --set data.label_columns=[my_label])."
         )
-    frame = frame[~(frame == "").all(axis=1)]
     if frame.empty:
         raise DataError(f"{path}: no data rows below the header. Fix: add data rows.")
-    return frame, frame.index.to_numpy() + 2
+    return frame, lines
 
 
 def _parse_labels(
@@ -354,17 +286,9 @@ def read_table(path: Path, cfg: DataConfig, num_classes: Optional[int] = None) -
     return RecordSet(Split(ids, sequences, labels), replaced, [str(path)])
 
 
-def _data_suffix(path: Path) -> str:
-    """The format suffix, ignoring a trailing ``.gz``."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return suffixes[-1] if suffixes else ""
-
-
 def read_records(path: Path, cfg: DataConfig, num_classes: Optional[int] = None) -> RecordSet:
     """Read a CSV, TSV or FASTA file (optionally gzipped), chosen by its suffix."""
-    suffix = _data_suffix(path)
+    suffix = data_suffix(path)
     if suffix in TABLE_SUFFIXES:
         return read_table(path, cfg, num_classes)
     if suffix in FASTA_SUFFIXES:

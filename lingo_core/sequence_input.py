@@ -1,0 +1,117 @@
+"""Sequences to score, as the user gave them: raw strings, a FASTA file or a CSV/TSV table.
+
+Files are read by :mod:`lingo_core.data.readers`, the reader training data uses. Unlike training,
+a bad record (an empty FASTA header, an empty sequence) does not stop the reading: it is kept,
+with where it came from, so prediction can report it in its row and score the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from .data import DataError
+from .data.readers import empty_header_error, read_fasta_file_text, read_table_frame, scan_fasta
+
+PathLike = Union[str, Path]
+COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+FASTA_EXAMPLE_HEADER = ">seq1"
+
+
+def reverse_complement(sequence: str) -> str:
+    """Reverse complement of an upper-case ACGTN sequence."""
+    return sequence.translate(COMPLEMENT)[::-1]
+
+
+@dataclass
+class InputRecord:
+    """A sequence to score as given by the user, with where it came from (for error messages)."""
+
+    id: str
+    sequence: str
+    where: str  # e.g. "scores.fa, record 'seq3' (line 7)"
+    error: Optional[str] = None  # a problem found while reading (empty header...)
+
+
+def records_from_sequences(sequences: Sequence[str], ids: Optional[Sequence[str]] = None) -> list[InputRecord]:
+    """Wrap raw sequences; ids default to ``seq1``, ``seq2``..."""
+    if ids is not None and len(ids) != len(sequences):
+        raise ValueError(f"got {len(ids)} ids for {len(sequences)} sequences; pass one id per sequence or none")
+    ids = list(ids) if ids is not None else [f"seq{i + 1}" for i in range(len(sequences))]
+    return [InputRecord(str(i), s, f"sequence {n + 1} ('{i}')") for n, (i, s) in enumerate(zip(ids, sequences))]
+
+
+def parse_fasta_records(text: str, source: str = "<text>") -> list[InputRecord]:
+    """FASTA text to records, reporting bad records instead of stopping at the first one.
+
+    Wrapped lines are joined, Windows line endings and a byte-order mark are accepted, the id is the
+    first word of the header. (:func:`lingo_core.data.parse_fasta_text` raises at the first empty
+    record, as training must; prediction reports it in that record's row and scores the rest.)
+    """
+    records: list[InputRecord] = []
+    for entry in scan_fasta(text, source, FASTA_EXAMPLE_HEADER):
+        record_id = entry.header.split()[0] if entry.header else f"record{len(records) + 1}"
+        record = InputRecord(record_id, entry.sequence, f"{source}, record '{record_id}' (line {entry.line})")
+        if not entry.header:
+            record.error = empty_header_error(source, entry.line, FASTA_EXAMPLE_HEADER)
+        records.append(record)
+    if not records:
+        raise DataError(f"{source}: no FASTA records (no line starts with '>'). Fix: check the file.")
+    return records
+
+
+def read_fasta_input(path: PathLike) -> list[InputRecord]:
+    """Records of a FASTA file (``.gz`` allowed) to score."""
+    return parse_fasta_records(read_fasta_file_text(path), str(path))
+
+
+def read_csv_input(path: PathLike, sequence_column: str = "sequence", id_column: Optional[str] = None) -> list[InputRecord]:
+    """Records of a CSV/TSV table; ids from ``id_column`` (default: an ``id`` column if present, else ``file:line``)."""
+    path = Path(path)
+    frame, lines = read_table_frame(path, example_header="id,sequence")
+    if id_column is None and "id" in frame.columns:
+        id_column = "id"
+    for column in [sequence_column] + ([id_column] if id_column else []):
+        if column not in frame.columns:
+            raise DataError(
+                f"{path}, line 1 (header): no column '{column}'; columns found: {list(frame.columns)}. "
+                "Fix: rename the header or pass the sequence/id column name (--sequence-column / --id-column)."
+            )
+    ids = frame[id_column].str.strip().tolist() if id_column else [f"{path.name}:{n}" for n in lines]
+    return [
+        InputRecord(record_id, sequence, f"{path}, line {line} (id '{record_id}')")
+        for record_id, sequence, line in zip(ids, frame[sequence_column].tolist(), lines)
+    ]
+
+
+def gather_inputs(
+    sequences: Optional[Sequence[str]] = None,
+    *,
+    ids: Optional[Sequence[str]] = None,
+    fasta: Optional[PathLike] = None,
+    csv: Optional[PathLike] = None,
+    sequence_column: str = "sequence",
+    id_column: Optional[str] = None,
+) -> list[InputRecord]:
+    """Records from exactly one source: raw sequences, a FASTA file or a CSV file."""
+    given = [name for name, value in (("sequences", sequences), ("fasta", fasta), ("csv", csv)) if value]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one input: raw sequences, a FASTA file or a CSV file (got {given or 'none'})")
+    if fasta:
+        return read_fasta_input(fasta)
+    if csv:
+        return read_csv_input(csv, sequence_column, id_column)
+    return records_from_sequences(list(sequences or []), ids)
+
+
+def as_records(inputs: Union[Sequence[str], Sequence[InputRecord]], ids: Optional[Sequence[str]] = None) -> list[InputRecord]:
+    """Raw sequences (with optional ids) or :class:`InputRecord` s, as records."""
+    inputs = list(inputs)
+    if inputs and all(isinstance(x, InputRecord) for x in inputs):
+        if ids is not None:
+            raise ValueError("pass ids only with raw sequences; InputRecords carry their own ids")
+        return inputs
+    if any(isinstance(x, InputRecord) for x in inputs):
+        raise TypeError("pass either raw sequence strings or InputRecords, not a mix")
+    return records_from_sequences([str(x) for x in inputs], ids)
