@@ -141,7 +141,7 @@ def test_both_methods_side_by_side_export_and_plots(tiny_predictor, tmp_path):
     stacked = np.load(save_npz([result, other], tmp_path / "two.npz"))
     assert stacked["ig"].shape == (2, 80) and list(stacked["ids"]) == ["s1", "s2"]
 
-    from lingo_core import plots_attribution as plots
+    from lingo_core.plots import attribution as plots
 
     heat = plots.attribution_heatmap_figure(result)
     assert heat.data[0].text.shape == (2, 80) and "".join(heat.data[0].text[0]) == seq  # the letters are shown
@@ -155,6 +155,18 @@ def test_both_methods_side_by_side_export_and_plots(tiny_predictor, tmp_path):
     assert len(figure.axes) == 2
     html = plots.write_html([result, other], tmp_path / "fig.html").read_text()
     assert html.count("plotly.js") >= 1 and "s2" in html
+
+
+def test_dependencies_run_one_way():
+    """The figures import neither the engine nor torch; predict and attribute never import training."""
+    code = (
+        "import sys, lingo_core.plots.attribution\n"
+        "assert not {'torch', 'lingo_core.attribution', 'lingo_core.predict'} & set(sys.modules), sorted(sys.modules)\n"
+        "import lingo_core.attribution, lingo_core.predict\n"
+        "assert 'lingo_core.train' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..attribution import BASES, Attribution, IGResult, ISMResult
+from ..attribution_results import BASES, Attribution, IGResult, ISMResult
 
 METHOD_COLOURS = {"IG": "#1f77b4", "ISM": "#d62728"}
 
