@@ -47,10 +47,6 @@ class EncodedSequence:
     kinds: list[str]  # "special", "prompt" or "sequence"
     truncated_at: Optional[int]  # first nucleotide not seen by the model, None when all fit
 
-    @property
-    def prompt_mask(self) -> np.ndarray:
-        return np.array([k == PROMPT for k in self.kinds])
-
 
 def template_for(cfg: EncodingConfig) -> str:
     """The prefix template text for a config (a name or a custom template)."""
@@ -168,7 +164,7 @@ class SequenceEncoder:
         ids_out, n_truncated = [], 0
         for i, ids in enumerate(batch["input_ids"]):
             if len(ids) > self.cfg.max_length:
-                ids = self._to_encoded(rendered[i], batch, i, len(sequences[i])).input_ids
+                ids = self._to_encoded(rendered[i], batch, i).input_ids
                 n_truncated += 1
             ids_out.append(ids)
         return ids_out, n_truncated
@@ -178,7 +174,7 @@ class SequenceEncoder:
         rendered, batch = self._tokenize(sequences)
         out = []
         for i in range(len(sequences)):
-            encoded = self._to_encoded(rendered[i], batch, i, len(sequences[i]))
+            encoded = self._to_encoded(rendered[i], batch, i)
             if with_tokens:
                 encoded.tokens = self.tokenizer.convert_ids_to_tokens(encoded.input_ids)
             out.append(encoded)
@@ -196,7 +192,7 @@ class SequenceEncoder:
         )
         return rendered, batch
 
-    def _to_encoded(self, rendered, batch, i: int, seq_len: int) -> EncodedSequence:
+    def _to_encoded(self, rendered, batch, i: int) -> EncodedSequence:
         _, seq_start, char_map = rendered
         ids = list(batch["input_ids"][i])
         offsets = np.asarray(batch["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
@@ -219,10 +215,10 @@ class SequenceEncoder:
                 spans.append(None)
                 kinds.append(PROMPT)
         encoded = EncodedSequence(ids, [], spans, kinds, None)
-        self._truncate(encoded, seq_len)
+        self._truncate(encoded)
         return encoded
 
-    def _truncate(self, encoded: EncodedSequence, seq_len: int) -> None:
+    def _truncate(self, encoded: EncodedSequence) -> None:
         """Drop trailing sequence tokens (never prompt or special tokens) to fit ``max_length``."""
         excess = len(encoded.input_ids) - self.cfg.max_length
         if excess <= 0:
