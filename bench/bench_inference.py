@@ -138,7 +138,7 @@ def bench_inference(predictor: Predictor, flops_of: FlopModel, args: argparse.Na
 
     seconds, matmul = measure(args.rounds, lambda: predictor.predict(mixed))
     achieved, ratio = efficiency(real_flops, seconds, matmul)
-    rows.append((f"predict(), batched (default sizes), 100-600 nt", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
+    rows.append(("predict(), batched (default sizes), 100-600 nt", args.n / statistics.median(seconds), "seq/s", achieved, ratio))
     out["inference_batched_fraction_of_matmul"] = ratio
 
     seconds, matmul = measure(args.rounds, lambda: predictor.logits_of_ids(ids))

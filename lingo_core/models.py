@@ -221,8 +221,6 @@ def cpu_has_fast_bf16() -> bool:
     forced = os.environ.get("LINGO_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"
-    if os.environ.get("LINGO_CPU_BF16_WIP") != "1":  # TEMPORARY while tests are re-measured
-        return False
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:

@@ -32,16 +32,7 @@ from . import runs
 from .data import DataError, clean_sequence
 from .data.validation import check_sequences
 from .inference import TrainedModel, load_trained, logits_to_probs, predict_logits
-from .sequence_input import (  # noqa: F401  the input readers are part of this module's API (pages, notebooks)
-    InputRecord,
-    as_records,
-    gather_inputs,
-    parse_fasta_records,
-    read_csv_input,
-    read_fasta_input,
-    records_from_sequences,
-    reverse_complement,
-)
+from .sequence_input import InputRecord, as_records, gather_inputs, reverse_complement
 
 PathLike = Union[str, Path]
 AGGREGATIONS = ("mean", "max")

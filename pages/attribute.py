@@ -59,7 +59,7 @@ if source == "Paste a sequence":
     text = st.text_area("One DNA sequence (raw or FASTA; the first record is used)", EXAMPLE, height=110, key="attr_text", max_chars=MAX_PASTE_CHARS)
     if text and text.strip():
         if text.lstrip().startswith(">"):
-            from lingo_core.predict import parse_fasta_records
+            from lingo_core.sequence_input import parse_fasta_records
 
             try:
                 records = parse_fasta_records(text, "pasted text")

@@ -35,7 +35,7 @@ if not run.has_adapter:
 
 def parse_pasted(text: str):
     """FASTA (lines starting with '>') or one sequence per line, as prediction records."""
-    from lingo_core.predict import parse_fasta_records, records_from_sequences
+    from lingo_core.sequence_input import parse_fasta_records, records_from_sequences
 
     if text.lstrip().startswith(">"):
         return parse_fasta_records(text, "pasted text")
@@ -60,7 +60,7 @@ try:
             if too_big:
                 st.error(too_big)
             else:
-                from lingo_core.predict import read_csv_input, read_fasta_input
+                from lingo_core.sequence_input import read_csv_input, read_fasta_input
 
                 path = save_upload(uploaded.getvalue(), uploaded.name)
                 if path.suffix.lower() in (".csv", ".tsv"):

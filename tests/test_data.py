@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +56,7 @@ def test_prom_core_tata_sizes_and_known_duplicates():
     duplicates = task.report["duplicates"]
     assert (duplicates["test_train"], duplicates["dev_train"], duplicates["removed"]) == (16, 8, False)
     assert task.report["counts"]["train"]["total"] == 4904
-    json.dumps(task.report)  # must be JSON-serialisable
+    assert json.loads(json.dumps(task.report)) == task.report  # plain JSON values only: run dirs store it as is
     assert all(re.fullmatch("[ACGTN]+", s) for s in task.dev.sequences)
 
 
@@ -110,14 +109,11 @@ def test_splice_has_three_named_classes():
     assert set(np.unique(task.train.labels)) == {0, 1, 2}
 
 
-def test_prom_core_all_loads_fast():
+def test_prom_core_all_sizes_and_known_duplicates():
     _data_root()
-    start = time.perf_counter()
     task = load_task(DataConfig(task="gue/prom_core_all"))
-    elapsed = time.perf_counter() - start
     assert len(task.train) == 47356
     assert (task.report["duplicates"]["test_train"], task.report["duplicates"]["dev_train"]) == (43, 54)
-    assert elapsed < 3.0, f"loading prom_core_all took {elapsed:.2f}s"
 
 
 def test_list_benchmarks_reports_availability_and_split_notes(tmp_path):

@@ -21,12 +21,8 @@ import pytest
 from lingo_core import runs
 from lingo_core.data import DataError, make_demo_task
 from lingo_core.inference import logits_to_probs, predict_logits
-from lingo_core.predict import (
-    load_predictor,
-    parse_fasta_records,
-    read_csv_input,
-    reverse_complement,
-)
+from lingo_core.predict import load_predictor
+from lingo_core.sequence_input import parse_fasta_records, read_csv_input, reverse_complement
 from lingo_core.train import train
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import tiny_config
@@ -71,7 +67,7 @@ def test_fasta_edge_cases_are_reported_per_record_and_the_rest_scored(predictor,
     path = tmp_path / "in.fa"
     path.write_bytes(("\ufeff" + text).encode())
 
-    from lingo_core.predict import read_fasta_input
+    from lingo_core.sequence_input import read_fasta_input
 
     records = read_fasta_input(path)
     assert [r.id for r in records] == ["first", "lower", "empty", "bad", "first", "iupac"]

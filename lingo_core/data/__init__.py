@@ -6,7 +6,8 @@ duplicate overlaps, subsampling, split recipe).
 """
 
 from lingo_core.data.demo import make_demo_task
-from lingo_core.data.loaders import Split, TaskData, parse_fasta_text, read_fasta
+from lingo_core.data.loaders import Split, TaskData
+from lingo_core.data.readers import parse_fasta_text, read_fasta
 from lingo_core.data.registry import list_benchmarks, load_task, resolve_data_root
 from lingo_core.data.validation import DataError, clean_sequence
 

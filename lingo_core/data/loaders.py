@@ -15,14 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lingo_core.config import ConfigError, DataConfig
-from lingo_core.data.readers import (  # noqa: F401  parse_fasta_text is re-exported by lingo_core.data
-    FASTA_SUFFIXES,
-    TABLE_SUFFIXES,
-    data_suffix,
-    parse_fasta_text,
-    read_fasta,
-    read_table_frame,
-)
+from lingo_core.data.readers import FASTA_SUFFIXES, TABLE_SUFFIXES, data_suffix, read_fasta, read_table_frame
 from lingo_core.data.validation import (
     DataError,
     Locator,
