@@ -241,7 +241,7 @@ def in_silico_mutagenesis(
     started = time.perf_counter()
     variants, positions, bases = mutants(sequence)
     ids, _ = predictor.encoder.encode_batch([sequence] + variants)
-    logits = predictor.logits_of_ids(ids, batch_size)
+    logits = predictor.logits_of_ids(ids, batch_size, precision="no")  # fp32: effects can be small
     target_index = _resolve_target(predictor, logits[0], target)
     scores = target_log_odds(torch.from_numpy(logits), target_index, predictor.multi_label).numpy().astype(np.float64)
     matrix = np.zeros((len(sequence), len(BASES)), dtype=np.float64)

@@ -233,17 +233,22 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def store_frozen_weights(model: torch.nn.Module, dtype: torch.dtype) -> int:
-    """Store every frozen parameter (``requires_grad=False``) in ``dtype``; trainable ones stay as they are.
+    """Store the frozen weights of every linear layer in ``dtype``; trainable parameters stay as they are.
 
-    Under bf16 autocast the frozen backbone's matrices are then not cast on every step. Returns
-    the number of parameters converted.
+    Under bf16 autocast a linear layer's weight is cast to bf16 on every call anyway, so this
+    computes exactly what autocast computes, without the casts (bench/bench_bf16.py). Embeddings and
+    norms keep their precision, so a model loaded in fp32 and run under autocast gives the same
+    results. Returns the number of parameters converted.
     """
     converted = 0
     with torch.no_grad():
-        for param in model.parameters():
-            if not param.requires_grad and param.dtype != dtype and param.is_floating_point():
-                param.data = param.data.to(dtype)
-                converted += param.numel()
+        for module in model.modules():
+            if not isinstance(module, torch.nn.Linear):
+                continue
+            for param in module.parameters(recurse=False):
+                if not param.requires_grad and param.dtype != dtype and param.is_floating_point():
+                    param.data = param.data.to(dtype)
+                    converted += param.numel()
     return converted
 
 
@@ -289,24 +294,71 @@ def _load_tokenizer(source: str, trust_remote_code: bool, **kwargs):
     return tokenizer
 
 
-def _load_gguf(path: Path, num_labels: int, problem_type: str):
-    """Load a GGUF checkpoint and rebuild it as a plain (dequantised) transformers model."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def _gguf_config(path: Path, num_labels: int, problem_type: str):
+    """The plain (not quantised) transformers config of a GGUF checkpoint."""
+    from transformers import AutoConfig
 
+    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, num_labels=num_labels)
+    config.problem_type = problem_type
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
+
+
+def _load_gguf(path: Path, num_labels: int, problem_type: str, empty: bool = False):
+    """Load a GGUF checkpoint and rebuild it as a plain (dequantised) transformers model."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = _gguf_config(path, num_labels, problem_type)
+    tokenizer = _load_tokenizer(str(path.parent), False, gguf_file=path.name)
+    if empty:
+        return _empty_from_config(config), tokenizer
     try:
         quantised = AutoModelForSequenceClassification.from_pretrained(
             path.parent, gguf_file=path.name, num_labels=num_labels, problem_type=problem_type
         )
     except ImportError as exc:
         raise ModelError(f"loading {path.name} needs the gguf package: pip install gguf ({exc})") from exc
-    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, num_labels=num_labels)
-    config.problem_type = problem_type
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
     model = AutoModelForSequenceClassification.from_config(config)
     model.load_state_dict(quantised.state_dict(), strict=False)
-    tokenizer = _load_tokenizer(str(path.parent), False, gguf_file=path.name)
     return model, tokenizer
+
+
+def _load_folder_or_hub(source: str, num_labels: int, problem_type: str, empty: bool, trust_remote_code: bool = False):
+    """A classifier from a local folder or a hub id: its weights, or (``empty``) its architecture only."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    kwargs = {"num_labels": num_labels, "problem_type": problem_type, "trust_remote_code": trust_remote_code}
+    if empty:
+        return _empty_from_config(AutoConfig.from_pretrained(source, **kwargs), trust_remote_code)
+    return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+
+
+def _load_backbone(cfg: ModelConfig, num_labels: int, problem_type: str, empty: bool):
+    """(model, tokenizer, source) for a registry name, a local folder or a hub id, with clear errors."""
+    spec = REGISTRY.get(cfg.name)
+    if spec is not None:
+        path = spec.locate()
+        if path is None:
+            raise ModelError(f"model '{cfg.name}' is not installed; install it with: {spec.install}")
+        if spec.loader == "gguf":
+            return (*_load_gguf(path, num_labels, problem_type, empty), str(path))
+        model = _load_folder_or_hub(str(path), num_labels, problem_type, empty)
+        return model, _load_tokenizer(str(path), False), str(path)
+    try:
+        tokenizer = _load_tokenizer(cfg.name, cfg.trust_remote_code)
+        model = _load_folder_or_hub(cfg.name, num_labels, problem_type, empty, cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        hint = (
+            "HF_HUB_OFFLINE=1 is set, so only the local cache is used"
+            if os.environ.get("HF_HUB_OFFLINE") == "1"
+            else "check the id and your internet connection, or point model.name at a local folder"
+        )
+        hint += f"; registry names are: {', '.join(REGISTRY)}"
+        if "trust_remote_code" in str(exc):
+            hint = "this model ships its own code: set model.trust_remote_code=true if you trust it"
+        raise ModelError(f"could not load model '{cfg.name}': {exc}\nHint: {hint}") from exc
+    return model, tokenizer, cfg.name
 
 
 def _empty_from_config(config, trust_remote_code: bool = False):
@@ -330,64 +382,12 @@ def load_model(
     ``empty=True`` builds the same architecture without loading weights (meta device): what a
     plan needs to count adapted modules and parameters.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     # the fresh classification head is always reported as "newly initialised": expected, not news
     hf_logging.set_verbosity_error()
     problem_type = "multi_label_classification" if multi_label else "single_label_classification"
-    spec = REGISTRY.get(cfg.name)
-    if spec is not None:
-        path = spec.locate()
-        if path is None:
-            raise ModelError(f"model '{cfg.name}' is not installed; install it with: {spec.install}")
-        if spec.loader == "gguf" and empty:
-            config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, num_labels=num_labels)
-            config.problem_type = problem_type
-            if hasattr(config, "quantization_config"):
-                del config.quantization_config
-            model = _empty_from_config(config)
-            tokenizer = _load_tokenizer(str(path.parent), False, gguf_file=path.name)
-            source = str(path)
-        elif spec.loader == "gguf":
-            model, tokenizer = _load_gguf(path, num_labels, problem_type)
-            source = str(path)
-        else:
-            source = str(path)
-            if empty:
-                model = _empty_from_config(AutoConfig.from_pretrained(source, num_labels=num_labels, problem_type=problem_type))
-            else:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    source, num_labels=num_labels, problem_type=problem_type
-                )
-            tokenizer = _load_tokenizer(source, False)
-    else:
-        source = cfg.name
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        try:
-            tokenizer = _load_tokenizer(source, cfg.trust_remote_code)
-            if empty:
-                config = AutoConfig.from_pretrained(
-                    source, num_labels=num_labels, problem_type=problem_type, trust_remote_code=cfg.trust_remote_code
-                )
-                model = _empty_from_config(config, cfg.trust_remote_code)
-            else:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    source,
-                    num_labels=num_labels,
-                    problem_type=problem_type,
-                    trust_remote_code=cfg.trust_remote_code,
-                )
-        except (OSError, ValueError) as exc:
-            hint = (
-                "HF_HUB_OFFLINE=1 is set, so only the local cache is used"
-                if offline
-                else "check the id and your internet connection, or point model.name at a local folder"
-            )
-            hint += f"; registry names are: {', '.join(REGISTRY)}"
-            if "trust_remote_code" in str(exc):
-                hint = "this model ships its own code: set model.trust_remote_code=true if you trust it"
-            raise ModelError(f"could not load model '{source}': {exc}\nHint: {hint}") from exc
+    model, tokenizer, source = _load_backbone(cfg, num_labels, problem_type, empty)
 
     family = _family(model.config)
     if tokenizer.pad_token is None:

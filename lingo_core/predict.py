@@ -268,16 +268,21 @@ class Predictor:
         ids, _ = self.encoder.encode_batch(list(sequences))
         return self.logits_of_ids(ids, batch_size)
 
-    def logits_of_ids(self, input_ids: Sequence[list[int]], batch_size: Optional[int] = None) -> np.ndarray:
+    def logits_of_ids(
+        self, input_ids: Sequence[list[int]], batch_size: Optional[int] = None, precision: Optional[str] = None
+    ) -> np.ndarray:
         """Logits of already-encoded sequences (length-bucketed batches, inference mode).
 
         An explicit ``batch_size`` is used as given; by default batches are sized for the device.
+        ``precision`` defaults to the run's (bf16 autocast on CPUs and GPUs that have it); ``"no"``
+        computes in fp32, as attributions do (their small differences need it).
         """
         if not input_ids:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         return predict_logits(
             self.model, input_ids, self.pad_id, batch_size or self.default_batch_size, self.device,
-            self.trained.loaded.precision, max_tokens=None if batch_size else default_max_tokens(self.device),
+            self.trained.loaded.precision if precision is None else precision,
+            max_tokens=None if batch_size else default_max_tokens(self.device),
         )
 
     def probabilities(self, sequences: Sequence[str], batch_size: Optional[int] = None) -> np.ndarray:

@@ -142,6 +142,7 @@ class Trainer:
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _in_main_thread() else None
         started = time.time()
         device, precision = resolve_device(cfg.model)
+        _forget_other_precision(precision)
         accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
         self.accelerator = accelerator
         self.is_main = accelerator.is_main_process
@@ -421,6 +422,19 @@ def _linear_warmup_decay(warmup: int, total: int):
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
+
+
+def _forget_other_precision(precision: str) -> None:
+    """Let one process train runs of different precisions one after another (studies, notebooks, tests).
+
+    Accelerate keeps its mixed-precision choice in a process-wide singleton and refuses a second
+    Accelerator with another one; its own reset drops that choice while keeping the distributed setup.
+    """
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", precision)) != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def _in_main_thread() -> bool:

@@ -107,7 +107,12 @@ def dashboard_runs_dir(tmp_path, monkeypatch) -> Path:
 DEMO_RUN_STEPS = 200
 # The CLS pooler (model.pooling=native): with one token per base, full fine-tuning reading the mean of
 # all tokens stayed at chance for 200 steps (dev MCC 0.0), while the native head reached 0.83.
-DEMO_RUN_OVERRIDES = ["adapter.method=full", "encoding.sequence=kmer", "encoding.k=1", "train.lr=0.0001", "model.pooling=native"]
+# In fp32: trained under bf16 autocast the run separates the classes too, but its IG mass on the motifs
+# fell below the measured thresholds (mean share 0.42 against 0.5).
+DEMO_RUN_OVERRIDES = [
+    "adapter.method=full", "encoding.sequence=kmer", "encoding.k=1", "train.lr=0.0001", "model.pooling=native",
+    "model.dtype=float32",
+]
 
 
 @pytest.fixture(scope="session")

