@@ -221,7 +221,7 @@ def _comparison_lines(comparison: Comparison, view: GroupView) -> Lines:
         # the same setting for the method and its reference method(s): compare them setting by setting
         rows = compare_per_setting(view.rows, comparison.method, others, comparison.metrics)
         if not rows.empty:
-            return [f"{comparison.label} minus the reference method at the same setting, paired by seed (`better`/`worse`: paired t-test p < 0.05):",
+            return [f"{comparison.label} minus the reference method at the same setting, {PAIRED}:",
                     "", markdown_table(rows)]
     return []
 

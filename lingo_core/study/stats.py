@@ -88,7 +88,7 @@ def compare_per_setting(table: pd.DataFrame, method: str, others: Sequence[str],
     for setting in dict.fromkeys(table["setting"]):
         here = table[table["setting"] == setting]
         for metric in metrics:
-            comp = compare_methods(here, method, others, metric=metric, pooled=False)
+            comp = add_prediction_statistics(compare_methods(here, method, others, metric=metric, pooled=False), here, method, metric)
             rows.extend({"setting": setting, "metric": metric, **r} for r in comp.drop(columns="higher_mean").to_dict("records"))
     return pd.DataFrame(rows)
 
