@@ -444,11 +444,12 @@ class Run:
 
         Counted from the export's safetensors files, without peft's copy of frozen word embeddings.
         """
-        if self.export_info() is None:
+        info = self.export_info()
+        if info is None:
             return None
         from safetensors import safe_open
 
-        peft_format = self.export_info().get("format") == EXPORT_PEFT
+        peft_format = info.get("format") == EXPORT_PEFT
         files = sorted(self.adapter_dir.glob("*.safetensors"))
         total = 0
         for path in files:

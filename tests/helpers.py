@@ -28,3 +28,20 @@ def tiny_config(model_dir: Path, output_dir: Path, method: str = "ars", **overri
         "output_dir": str(output_dir),
     }
     return config_from_dict(deep_update(values, override))
+
+
+def cli_dying_after_checkpoint(step: int) -> str:
+    """Python source that runs ``python -m lingo_core`` with its argv, but dies like ``kill -9`` right
+    after the checkpoint of ``step`` has been written (for resume tests; run with ``python -c``)."""
+    return (
+        "import os, sys\n"
+        "from lingo_core import runs\n"
+        "save = runs.RunWriter.save_state\n"
+        "def save_then_die(self, state):\n"
+        "    save(self, state)\n"
+        f"    if state['loop']['step'] >= {step}:\n"
+        "        os._exit(137)\n"
+        "runs.RunWriter.save_state = save_then_die\n"
+        "from lingo_core.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )

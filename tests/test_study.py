@@ -30,6 +30,7 @@ from lingo_core.study import (
 )
 from lingo_core.study.records import write_record
 from tests.conftest import PROJECT_ROOT
+from tests.helpers import cli_dying_after_checkpoint
 
 SMOKE = PROJECT_ROOT / "studies" / "smoke.yaml"
 CPU_STUDY = PROJECT_ROOT / "studies" / "cpu_study.yaml"
@@ -373,18 +374,7 @@ def test_interrupted_cell_resumes_and_failed_cell_is_recorded(tiny_bert_dir, tmp
     (cell,) = expand(study)
     # a study killed mid-cell (like kill -9 right after the checkpoint of step 4) leaves a run
     # directory without a record: the next run resumes it
-    die_after_checkpoint = (
-        "import os, sys\n"
-        "from lingo_core import runs\n"
-        "save = runs.RunWriter.save_state\n"
-        "def save_then_die(self, state):\n"
-        "    save(self, state)\n"
-        "    if state['loop']['step'] >= 4:\n"
-        "        os._exit(137)\n"
-        "runs.RunWriter.save_state = save_then_die\n"
-        "from lingo_core.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
+    die_after_checkpoint = cli_dying_after_checkpoint(4)
     spec_path = tmp_path / "study.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     proc = subprocess.run([sys.executable, "-c", die_after_checkpoint, "study", str(spec_path)], cwd=PROJECT_ROOT,

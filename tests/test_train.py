@@ -17,7 +17,7 @@ from lingo_core.data import DataError
 from lingo_core.inference import evaluate_run, load_trained
 from lingo_core.train import train
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import tiny_config
+from tests.helpers import cli_dying_after_checkpoint, tiny_config
 
 
 def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -157,18 +157,7 @@ def test_killed_run_resumes_to_the_same_masks_and_metrics(tiny_bert_dir, tmp_pat
     cfg.output_dir = str(tmp_path / "killed")
     config_file.write_text(save_config(cfg))
     # die like kill -9 right after the checkpoint of step 8 has been written
-    die_after_checkpoint = (
-        "import os, sys\n"
-        "from lingo_core import runs\n"
-        "save = runs.RunWriter.save_state\n"
-        "def save_then_die(self, state):\n"
-        "    save(self, state)\n"
-        "    if state['loop']['step'] >= 8:\n"
-        "        os._exit(137)\n"
-        "runs.RunWriter.save_state = save_then_die\n"
-        "from lingo_core.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
+    die_after_checkpoint = cli_dying_after_checkpoint(8)
     killed = subprocess.run(
         [sys.executable, "-c", die_after_checkpoint, "train", str(config_file)],
         cwd=PROJECT_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
