@@ -43,6 +43,12 @@ EXPORT_INFO, TRAINABLE_WEIGHTS = "lingo_adapter.json", "trainable.safetensors"  
 EXPORT_PEFT, EXPORT_TRAINABLE = "peft", "lingo-trainable"  # the two export formats
 PREDICTIONS = "predictions_{split}.csv"  # per-sequence labels and probabilities of the reported model
 STATES = ("queued", "running", "done", "failed", "cancelled")
+STATE_KEYS = ("loop", "trainable", "allocator", "optimizer", "scheduler", "rng", "total_step")  # in state.pt
+BEST_KEYS = ("step", "trainable")  # in best.pt
+_TEMPORARY = re.compile(r"^\.(" + "|".join(re.escape(n) for n in (
+    "config.yaml", "status.json", "metrics.jsonl", "ranks.jsonl", "report.json", "data_report.json", "CANCEL",
+    "state.pt", "best.pt", "lingo_adapter.json", "trainable.safetensors", "predictions_",
+)) + r").*\.|^\.adapter\.tmp$")  # what atomic writes and publish_export leave when killed mid-write
 PathLike = Union[str, Path]
 _FROZEN_EMBEDDING = re.compile(r"(word_embeddings|embed_tokens|\.wte)\.weight$")  # peft may copy it into exports
 
@@ -91,7 +97,10 @@ def atomic_torch_save(path: PathLike, obj: Any) -> None:
 
 
 def safe_torch_load(path: PathLike) -> Any:
-    """``torch.load`` that accepts only tensors and plain Python values (never runs code from a file)."""
+    """``torch.load`` that accepts only tensors and plain Python values (never runs code from a file).
+
+    Any failure (a refused object, a truncated or garbage file) raises :class:`RunFileError` naming the file.
+    """
     import pickle
 
     import torch
@@ -101,8 +110,31 @@ def safe_torch_load(path: PathLike) -> Any:
     except pickle.UnpicklingError as exc:
         raise RunFileError(
             f"{path} holds objects other than tensors and plain values, so it was not loaded (it could run code); "
-            f"only open checkpoints written by LINGO from people you trust ({str(exc).splitlines()[0]})"
+            f"only open checkpoints written by LINGO from people you trust ({_first_line(exc)})"
         ) from None
+    except FileNotFoundError:
+        raise RunFileError(f"{path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a damaged file; all mean the same
+        raise RunFileError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)}); it is truncated or "
+            "damaged. Fix: resume or retrain the run, or restore the file from a copy"
+        ) from None
+
+
+def load_checkpoint_dict(path: PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A checkpoint that must be a dict holding ``required`` keys; else :class:`RunFileError` naming the file."""
+    value = safe_torch_load(path)
+    if not isinstance(value, dict):
+        raise RunFileError(f"{path} holds a {type(value).__name__}, not a LINGO checkpoint; it is damaged or not from LINGO")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise RunFileError(f"{path} is not a LINGO checkpoint: it lacks {missing}; it is damaged or from another program")
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class RunFileError(RuntimeError):
@@ -134,19 +166,30 @@ def append_jsonl(path: PathLike, record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: PathLike) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a torn (half-written) last line is skipped."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
+    """Records of a JSONL file; a torn (half-written) last line, or any line that is not a JSON object, is skipped."""
+    return _scan_jsonl(Path(path))[0]
+
+
+def _scan_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """(records, numbers of the unreadable lines) of a JSONL file; never raises (a missing file has no records)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return [], []
+    records, bad = [], []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            value = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            bad.append(number)
             continue
-    return records
+        if isinstance(value, dict):
+            records.append(value)
+        else:
+            bad.append(number)
+    return records, bad
 
 
 def _json_default(value: Any) -> Any:
@@ -157,11 +200,70 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
-def _read_json(path: Path) -> Optional[dict[str, Any]]:
+def _load_json(path: Path) -> tuple[Any, Optional[str]]:
+    """(value, problem) of a JSON file; never raises. A missing file is ``(None, "is missing")``."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, "is missing"
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"is not UTF-8 text (bad byte at offset {exc.start})"
+    if not text.strip():
+        return None, "is empty"
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+    except (ValueError, RecursionError) as exc:
+        return None, f"is not valid JSON ({_first_line(exc)})"
+
+
+def _read_json(path: Path) -> Optional[dict[str, Any]]:
+    """A JSON object file as a dict, or None when it is missing, unreadable, not JSON or not an object."""
+    value, _ = _load_json(path)
+    return value if isinstance(value, dict) else None
+
+
+def _json_object_problem(path: Path, name: str, required: bool = False) -> Optional[str]:
+    """Why ``path`` is not a JSON object (``name`` is how to call it), or None; a missing file is fine unless required."""
+    value, problem = _load_json(path)
+    if problem == "is missing" and not required:
         return None
+    if problem:
+        return f"{name} {problem}"
+    if not isinstance(value, dict):
+        return f"{name} holds {_json_kind(value)} instead of a JSON object"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "true/false", type(None): "null", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_int(value: Any) -> Optional[int]:
+    """``value`` as an int when it is a (finite, whole) number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return int(value) if float(value).is_integer() else None
+    except (OverflowError, ValueError):
+        return None
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 def now() -> str:
@@ -170,14 +272,17 @@ def now() -> str:
 
 
 def pid_alive(pid: Optional[int]) -> bool:
-    if not pid:
+    """Whether process ``pid`` runs (a zombie counts as dead); anything but a positive int is not a process."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    except (OverflowError, OSError):
+        return False
     # a zombie (finished child not yet reaped) counts as dead
     try:
         with open(f"/proc/{int(pid)}/stat", encoding="utf-8") as handle:
@@ -235,8 +340,8 @@ class RunWriter:
     def update_status(self, **fields: Any) -> None:
         if not self.enabled:
             return
-        status = _read_json(self.path / STATUS) or {"state": "running"}
-        self.set_status(status.get("state", "running"), **fields)
+        state = (_read_json(self.path / STATUS) or {}).get("state")
+        self.set_status(state if state in STATES else "running", **fields)
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -253,8 +358,39 @@ class RunWriter:
         if not self.enabled:
             return
         for name in (METRICS, RANKS):
-            records = [r for r in read_jsonl(self.path / name) if r.get("step", 0) <= step]
+            if not (self.path / name).exists():
+                continue
+            records = [r for r in read_jsonl(self.path / name) if (_number(r.get("step", 0)) or 0) <= step]
             atomic_write_text(self.path / name, "".join(json.dumps(r) + "\n" for r in records))
+
+    def clear_records(self) -> None:
+        """On a restart from step 0 (no checkpoint yet): drop the previous attempt's logs and best state."""
+        if not self.enabled:
+            return
+        for path in (self.path / METRICS, self.path / RANKS, self.path / CHECKPOINT / BEST_FILE):
+            path.unlink(missing_ok=True)
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete temporary files an earlier process left when it was killed while writing; return them.
+
+        Only the run's own writer calls this (at the start of training or a resume), when no other process writes.
+        """
+        if not self.enabled:
+            return []
+        removed = []
+        for folder in (self.path, self.path / CHECKPOINT, self.adapter_dir):
+            try:
+                entries = list(folder.iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                if _is_temporary(entry.name):
+                    try:
+                        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                        removed.append(entry)
+                    except OSError:
+                        pass
+        return removed
 
     def write_report(self, report: dict[str, Any]) -> None:
         if not self.enabled:
@@ -311,10 +447,11 @@ class RunWriter:
         return (self.path / CHECKPOINT / STATE_FILE).exists()
 
     def load_state(self) -> dict[str, Any]:
+        """The resumable checkpoint; :class:`RunFileError` when it is missing, damaged or not a LINGO state."""
         path = self.path / CHECKPOINT / STATE_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: this run has no checkpoint to resume from")
-        return safe_torch_load(path)
+        return load_checkpoint_dict(path, STATE_KEYS)
 
     def save_best(self, best: dict[str, Any]) -> None:
         """The dev-selected state so far (``checkpoint/best.pt``), atomically."""
@@ -331,6 +468,10 @@ class RunWriter:
         clear_cancel(self.path)
 
 
+def _is_temporary(name: str) -> bool:
+    return bool(_TEMPORARY.match(name))
+
+
 def request_cancel(run_dir: PathLike) -> None:
     """Ask a queued or running run to stop; the trainer checks between steps."""
     atomic_write_text(Path(run_dir) / CANCEL, now())
@@ -344,7 +485,13 @@ def clear_cancel(run_dir: PathLike) -> None:
 # -- reading (the API the app, predict and study use) -------------------------------------------
 @dataclass
 class Run:
-    """Read-only view of a run directory."""
+    """Read-only view of a run directory.
+
+    Reading never raises on a damaged directory: a file that is missing, not UTF-8, not valid
+    JSON/YAML or of the wrong type reads as absent (``config`` -> ``{}``, ``report()`` -> None,
+    ``state`` -> ``unknown``), and :attr:`damage` says what is wrong. Loaders (``typed_config``,
+    ``load_best``) raise the project's own errors naming the file instead.
+    """
 
     path: Path
 
@@ -352,25 +499,54 @@ class Run:
     def id(self) -> str:
         return self.path.name
 
+    def _read_config(self) -> tuple[dict[str, Any], Optional[str]]:
+        """(values, problem) of config.yaml; values are ``{}`` when there is a problem."""
+        path = self.path / CONFIG
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return {}, f"{CONFIG} is missing"
+        except OSError as exc:
+            return {}, f"{CONFIG} cannot be read ({exc.strerror or exc})"
+        except UnicodeDecodeError as exc:
+            return {}, f"{CONFIG} is not UTF-8 text (bad byte at offset {exc.start})"
+        try:
+            value = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            return {}, f"{CONFIG} is not valid YAML{where} ({exc.problem or exc.context})"
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+            return {}, f"{CONFIG} is not valid YAML ({_first_line(exc)})"
+        if value is None:
+            return {}, f"{CONFIG} is empty"
+        if not isinstance(value, dict):
+            return {}, f"{CONFIG} holds {_json_kind(value)} instead of a mapping of sections"
+        return value, None
+
     @property
     def config(self) -> dict[str, Any]:
-        try:
-            value = yaml.safe_load((self.path / CONFIG).read_text(encoding="utf-8"))
-        except (FileNotFoundError, yaml.YAMLError, UnicodeDecodeError):
-            return {}  # a broken run directory reads as an empty config: pages show it, never crash
-        return value if isinstance(value, dict) else {}
+        """The raw config.yaml mapping; ``{}`` when it is missing or damaged (see :attr:`damage`)."""
+        return self._read_config()[0]
 
     @property
     def status(self) -> dict[str, Any]:
-        """status.json; a run whose process died without saying so reads as state ``interrupted``."""
-        status = _read_json(self.path / STATUS) or {"state": "unknown"}
-        if status.get("state") == "running" and not pid_alive(status.get("pid")):
+        """status.json; a run whose process died without saying so reads as state ``interrupted``.
+
+        A missing or damaged status (not a JSON object, an unknown state) reads as state ``unknown``.
+        """
+        status = _read_json(self.path / STATUS)
+        if status is None:
+            return {"state": "unknown"}
+        if status.get("state") not in STATES:
+            return {**status, "state": "unknown"}
+        if status["state"] == "running" and not pid_alive(status.get("pid")):
             status = {**status, "state": "interrupted"}
         return status
 
     @property
     def state(self) -> str:
-        return self.status.get("state", "unknown")
+        return self.status["state"]
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / METRICS)
@@ -385,19 +561,30 @@ class Run:
         return _read_json(self.path / DATA_REPORT)
 
     def typed_config(self):
-        """The run's config as a validated :class:`~lingo_core.config.LingoConfig` (old key names migrated)."""
-        from .config import config_from_dict
+        """The run's config as a validated :class:`~lingo_core.config.LingoConfig` (old key names migrated).
 
-        values = self.config
+        Raises :class:`~lingo_core.config.ConfigError` naming the run's config.yaml when it is missing,
+        empty, not valid YAML or not a valid config (an empty file never means "the defaults").
+        """
+        from .config import ConfigError, config_from_dict
+
+        values, problem = self._read_config()
+        path = self.path / CONFIG
+        if problem:
+            raise ConfigError(f"{self.path}: {problem}. Fix: restore {path} from a copy, or train the run again")
         model = values.get("model")
         if isinstance(model, dict) and "pooling" not in model:
             # runs made before model.pooling existed used the head transformers builds
             values = {**values, "model": {**model, "pooling": "native"}}
-        return config_from_dict(values)
+        try:
+            return config_from_dict(values)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
-    def _config_value(self, section: str, key: str) -> Any:
+    def _config_value(self, section: str, key: str) -> Optional[str]:
         values = self.config.get(section)
-        return values.get(key) if isinstance(values, dict) else None
+        value = values.get(key) if isinstance(values, dict) else None
+        return value if isinstance(value, str) else None
 
     @property
     def method(self) -> Optional[str]:
@@ -414,11 +601,10 @@ class Run:
     @property
     def total_step(self) -> Optional[int]:
         """Optimizer steps of the run: from report.json, else from the live progress in status.json."""
-        report = self.report() or {}
-        if report.get("total_step"):
-            return int(report["total_step"])
-        progress = self.status.get("progress") or {}
-        return int(progress["total_step"]) if progress.get("total_step") else None
+        from_report = _as_int(_mapping(self.report()).get("total_step"))
+        if from_report:
+            return from_report
+        return _as_int(_mapping(self.status.get("progress")).get("total_step")) or None
 
     @property
     def adapter_dir(self) -> Path:
@@ -426,7 +612,7 @@ class Run:
         return self.path / ADAPTER
 
     def export_info(self) -> Optional[dict[str, Any]]:
-        """``{"method", "format"}`` of the finished export, or None."""
+        """``{"method", "format"}`` of the finished export, or None (also when lingo_adapter.json is damaged)."""
         return read_export_info(self.adapter_dir)
 
     def predictions(self, split: str = "test"):
@@ -436,38 +622,45 @@ class Run:
         path = self.path / PREDICTIONS.format(split=split)
         try:
             return pd.read_csv(path)
-        except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        except (OSError, ValueError):  # missing, unreadable, not UTF-8, not a table
             return None
 
     def exported_parameters(self) -> Optional[int]:
         """Parameters in the exported adapter (after rank pruning for budget methods), or None without an export.
 
         Counted from the export's safetensors files, without peft's copy of frozen word embeddings.
+        None too when a weights file is damaged (see :attr:`damage`).
         """
         info = self.export_info()
         if info is None:
             return None
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         peft_format = info.get("format") == EXPORT_PEFT
         files = sorted(self.adapter_dir.glob("*.safetensors"))
         total = 0
-        for path in files:
-            with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():
-                    if peft_format and _FROZEN_EMBEDDING.search(key):
-                        continue
-                    shape = handle.get_slice(key).get_shape()
-                    count = 1
-                    for size in shape:
-                        count *= int(size)
-                    total += count
+        try:
+            for path in files:
+                with safe_open(str(path), framework="pt") as handle:
+                    for key in handle.keys():
+                        if peft_format and _FROZEN_EMBEDDING.search(key):
+                            continue
+                        shape = handle.get_slice(key).get_shape()
+                        count = 1
+                        for size in shape:
+                            count *= int(size)
+                        total += count
+        except (SafetensorError, OSError, ValueError):
+            return None
         return total if files else None
 
     def load_best(self) -> Optional[dict[str, Any]]:
-        """The dev-selected state so far (tensors and plain values only), or None before the first dev evaluation."""
+        """The dev-selected state so far (tensors and plain values only), or None before the first dev evaluation.
+
+        Raises :class:`RunFileError` naming ``checkpoint/best.pt`` when it is damaged or holds anything else.
+        """
         path = self.path / CHECKPOINT / BEST_FILE
-        return safe_torch_load(path) if path.exists() else None
+        return load_checkpoint_dict(path, BEST_KEYS) if path.exists() else None
 
     @property
     def has_model(self) -> bool:
@@ -496,7 +689,7 @@ class Run:
                 size = handle.tell()
                 handle.seek(max(0, size - max_chars))
                 return handle.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
+        except OSError:
             return ""
 
     @property
@@ -512,27 +705,174 @@ class Run:
     def resumable(self) -> bool:
         return self.has_checkpoint and self.state in ("interrupted", "failed", "cancelled")
 
+    # -- damage ----------------------------------------------------------------------------------
+    @property
+    def damage(self) -> Optional[str]:
+        """None when the run directory reads cleanly, else a one-line reason in plain words.
+
+        Checks (cheap; no model or checkpoint is loaded): config.yaml (readable, valid YAML, a valid
+        config), status.json, report.json and data_report.json (JSON objects), metrics.jsonl and
+        ranks.jsonl (only the last line may be torn), the export in adapter/ (its info file, weights
+        present with a sound safetensors header) and checkpoint/*.pt (whole PyTorch zip files).
+        """
+        for check in (self._config_damage, self._status_damage, self._report_damage, self._log_damage,
+                      self._export_damage, self._checkpoint_damage):
+            try:
+                problem = check()
+            except Exception as exc:  # noqa: BLE001 - a check must never raise; an unforeseen failure is damage too
+                problem = f"cannot be checked ({type(exc).__name__}: {_first_line(exc)})"
+            if problem:
+                return " ".join(problem.split())
+        return None
+
+    def _config_damage(self) -> Optional[str]:
+        from .config import ConfigError
+
+        _, problem = self._read_config()
+        if problem:
+            return problem
+        try:
+            self.typed_config()
+        except ConfigError as exc:
+            return f"{CONFIG} is not a valid config: {str(exc).split(': ', 1)[-1]}"
+        return None
+
+    def _status_damage(self) -> Optional[str]:
+        problem = _json_object_problem(self.path / STATUS, STATUS, required=True)
+        if problem:
+            return problem
+        state = (_read_json(self.path / STATUS) or {}).get("state")
+        if state not in STATES:
+            return f"{STATUS} has an unknown state {state!r} (expected one of {', '.join(STATES)})"
+        return None
+
+    def _report_damage(self) -> Optional[str]:
+        for name in (REPORT, DATA_REPORT):
+            problem = _json_object_problem(self.path / name, name)
+            if problem:
+                return problem
+        report = self.report() or {}
+        for key in ("dev", "test", "parameters"):
+            if key in report and not isinstance(report[key], dict):
+                return f"{REPORT}: '{key}' holds {_json_kind(report[key])} instead of an object"
+        return None
+
+    def _log_damage(self) -> Optional[str]:
+        for name in (METRICS, RANKS):
+            path = self.path / name
+            _, bad = _scan_jsonl(path)
+            if not bad:
+                continue
+            try:
+                last = len(path.read_bytes().splitlines())
+            except OSError:
+                last = 0
+            torn = [n for n in bad if n != last]  # a torn last line is a write interrupted by a kill: harmless
+            if torn:
+                more = f" (and {len(torn) - 1} more)" if len(torn) > 1 else ""
+                return f"{name}: line {torn[0]}{more} is not a JSON record"
+        return None
+
+    def _export_damage(self) -> Optional[str]:
+        folder = self.adapter_dir
+        if not folder.exists():
+            return f"the run is done but {ADAPTER}/ is missing" if self.state == "done" else None
+        if not folder.is_dir():
+            return f"{ADAPTER} is not a folder"
+        problem = _json_object_problem(folder / EXPORT_INFO, f"{ADAPTER}/{EXPORT_INFO}", required=True)
+        if problem:
+            return problem
+        info = read_export_info(folder) or {}
+        export_format = info.get("format")
+        if export_format == EXPORT_PEFT:
+            problem = _json_object_problem(folder / "adapter_config.json", f"{ADAPTER}/adapter_config.json", required=True)
+            if problem:
+                return problem
+            weights = folder / "adapter_model.safetensors"
+        elif export_format == EXPORT_TRAINABLE:
+            weights = export_weights_path(folder)
+        else:
+            return f"{ADAPTER}/{EXPORT_INFO} names an unknown format {export_format!r} (expected {EXPORT_PEFT} or {EXPORT_TRAINABLE})"
+        if not isinstance(info.get("method"), str):
+            return f"{ADAPTER}/{EXPORT_INFO} does not name the method that wrote the export"
+        problem = _safetensors_problem(weights)
+        return f"{ADAPTER}/{weights.name} {problem}" if problem else None
+
+    def _checkpoint_damage(self) -> Optional[str]:
+        for name in (BEST_FILE, STATE_FILE):
+            path = self.path / CHECKPOINT / name
+            if path.exists():
+                problem = _torch_file_problem(path)
+                if problem:
+                    return f"{CHECKPOINT}/{name} {problem}"
+        return None
+
     def summary(self) -> dict[str, Any]:
-        """One row for run tables: id, state, method, model, task, progress, best dev, test metrics."""
+        """One row for run tables: id, state, method, model, task, progress, best dev, test metrics, damage."""
         status, report = self.status, self.report() or {}
-        dev_metrics = [m for m in self.metrics() if "dev_mcc" in m]
-        best_dev = max((m["dev_mcc"] for m in dev_metrics), default=None)
-        params = report.get("parameters", {})
+        dev_values = [_number(m.get("dev_mcc")) for m in self.metrics()]
+        best_dev = max((v for v in dev_values if v is not None), default=None)
+        params, test = _mapping(report.get("parameters")), _mapping(report.get("test"))
+        progress = status.get("progress")
         return {
             "id": self.id,
             "state": status.get("state"),
             "method": self.method,
             "model": self.model_name,
             "task": self.task,
-            "progress": status.get("progress"),
+            "progress": progress if isinstance(progress, dict) else None,
             "best_dev_mcc": best_dev,
-            "test_mcc": report.get("test", {}).get("mcc"),
-            "test_auroc": report.get("test", {}).get("auroc"),
-            "test_auprc": report.get("test", {}).get("auprc"),
-            "trainable_percent": params.get("percent"),
-            "wall_time_s": report.get("wall_time_s"),
-            "created": status.get("created"),
+            "test_mcc": _number(test.get("mcc")),
+            "test_auroc": _number(test.get("auroc")),
+            "test_auprc": _number(test.get("auprc")),
+            "trainable_percent": _number(params.get("percent")),
+            "wall_time_s": _number(report.get("wall_time_s")),
+            "created": status.get("created") if isinstance(status.get("created"), str) else None,
+            "damage": self.damage,
         }
+
+
+def _safetensors_problem(path: Path) -> Optional[str]:
+    """Why ``path`` is not a whole safetensors file (header length, JSON header, data extent), or None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 2 or length > min(size - 8, 100_000_000):
+                return "is missing" if size == 0 and not head else "is not a safetensors file (bad header)"
+            header = json.loads(handle.read(length).decode("utf-8"))
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except (ValueError, RecursionError):
+        return "is not a safetensors file (its header is not JSON)"
+    if not isinstance(header, dict):
+        return "is not a safetensors file (its header is not a JSON object)"
+    ends = [entry.get("data_offsets", [0, 0])[-1] for key, entry in header.items() if key != "__metadata__" and isinstance(entry, dict)]
+    if any(not isinstance(end, int) for end in ends) or max(ends, default=0) > size - 8 - length:
+        return "is truncated (its tensors extend past the end of the file)"
+    return None
+
+
+def _torch_file_problem(path: Path) -> Optional[str]:
+    """Why ``path`` is not a whole PyTorch (zip) checkpoint, or None; reads its first and last bytes only."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            handle.seek(max(0, size - 65_558))  # the zip end record sits in the last 22 + 65,535 bytes
+            tail = handle.read()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return "is empty"
+    if head != b"PK\x03\x04":
+        return "is not a PyTorch checkpoint file"
+    if b"PK\x05\x06" not in tail:
+        return "is truncated (no end of archive)"
+    return None
 
 
 def load_run(path: PathLike) -> Run:
@@ -542,11 +882,18 @@ def load_run(path: PathLike) -> Run:
     return Run(path)
 
 
+def _is_run_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and (path / CONFIG).exists()
+    except OSError:  # an unreadable entry is not a run this user can see
+        return False
+
+
 def list_runs(root: PathLike = "runs") -> list[Run]:
     """Run directories under ``root``, newest first."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [Run(p) for p in root.iterdir() if (p / CONFIG).exists()]
+    runs = [Run(p) for p in root.iterdir() if _is_run_dir(p)]
     return sorted(runs, key=lambda r: r.id, reverse=True)
 
