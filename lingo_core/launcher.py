@@ -10,6 +10,11 @@ leaves training going; a restarted app finds the runs in the same folder.
 
 A queued run whose process has been started carries ``launch_pid`` in its status until the
 trainer marks it ``running``. ``LINGO_MAX_PARALLEL=0`` pauses the queue (runs stay queued; tests).
+
+:func:`launch` refuses a config identical to a queued or running run (:class:`DuplicateRunError`)
+unless asked to allow it: a double click must not queue hours of work twice. The queue runner
+reads every status defensively: a run directory whose ``status.json`` is damaged (a list, garbage)
+is skipped, never the end of the queue.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import yaml
 
 from . import runs
 from .config import LingoConfig, save_config, validate_config
@@ -31,7 +39,7 @@ from .config import LingoConfig, save_config, validate_config
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_RUNS_DIR = "LINGO_RUNS_DIR"
 ENV_MAX_PARALLEL = "LINGO_MAX_PARALLEL"
-QUEUE_LOCK, QUEUE_LOG = ".queue.lock", ".queue.log"
+QUEUE_LOCK, QUEUE_LOG, LAUNCH_LOCK = ".queue.lock", ".queue.log", ".launch.lock"
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 POLL_S = 1.0
 PathLike = Union[str, Path]
@@ -58,37 +66,104 @@ def max_parallel() -> int:
 
 
 # -- states ----------------------------------------------------------------------------------------
+def _status(run: runs.Run) -> dict[str, Any]:
+    """The run's status as a dict; ``{}`` when it cannot be read (a damaged run is never fatal here)."""
+    try:
+        status = run.status
+    except Exception:  # noqa: BLE001 - whatever a damaged status.json does, the queue goes on
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def _state(run: runs.Run) -> str:
+    state = _status(run).get("state")
+    return state if isinstance(state, str) else "unknown"
+
+
 def _launch_pid(run: runs.Run) -> Optional[int]:
-    return run.status.get("launch_pid")
+    pid = _status(run).get("launch_pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+
+
+def _queued_at(run: runs.Run) -> str:
+    status = _status(run)
+    for key in ("queued_at", "created"):
+        if isinstance(status.get(key), str):
+            return status[key]
+    return ""
 
 
 def is_active(run: runs.Run) -> bool:
     """Running, or queued with its training process already started."""
-    state = run.state
+    state = _state(run)
     return state == "running" or (state == "queued" and runs.pid_alive(_launch_pid(run)))
 
 
 def is_waiting(run: runs.Run) -> bool:
     """Queued and not started yet."""
-    return run.state == "queued" and not runs.pid_alive(_launch_pid(run))
+    return _state(run) == "queued" and not runs.pid_alive(_launch_pid(run))
 
 
 def queue(root: Optional[PathLike] = None) -> list[runs.Run]:
     """Runs waiting for a slot, in the order they will start (oldest first)."""
     waiting = [r for r in runs.list_runs(root or runs_root()) if is_waiting(r)]
-    return sorted(waiting, key=lambda r: (r.status.get("queued_at") or r.status.get("created") or "", r.id))
+    return sorted(waiting, key=lambda r: (_queued_at(r), r.id))
 
 
 def active_runs(root: Optional[PathLike] = None) -> list[runs.Run]:
-    """Runs that are queued or running (what the app offers to cancel)."""
-    return [r for r in runs.list_runs(root or runs_root()) if r.state in ("queued", "running")]
+    """Runs that are queued or running (what the app offers to cancel), in the order they started or
+    will start: running ones first (oldest first), then the queue in its order."""
+    listed = runs.list_runs(root or runs_root())
+    running = sorted((r for r in listed if is_active(r)), key=lambda r: (_queued_at(r), r.id))
+    waiting = sorted((r for r in listed if is_waiting(r)), key=lambda r: (_queued_at(r), r.id))
+    return running + waiting
+
+
+# -- identical configs ---------------------------------------------------------------------------------
+_NOT_IDENTITY = ("run_name", "output_dir")  # where a run goes and what it is called, not what it does
+
+
+def config_fingerprint(values: Mapping[str, Any]) -> str:
+    """What a config does, as a string: two runs with the same fingerprint train the same model.
+
+    ``values`` is a config as a dict (``LingoConfig.to_dict()`` or a run's ``config.yaml``); the run
+    name, the output folder and the progress bar do not count.
+    """
+    values = {k: v for k, v in dict(values or {}).items() if k not in _NOT_IDENTITY}
+    train = values.get("train")
+    if isinstance(train, dict):
+        values["train"] = {k: v for k, v in train.items() if k != "progress_bar"}
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def identical_active_run(cfg: LingoConfig, root: Optional[PathLike] = None) -> Optional[runs.Run]:
+    """A queued or running run under ``root`` with exactly this config, or None."""
+    wanted = config_fingerprint(yaml.safe_load(save_config(cfg)))
+    for run in active_runs(root):
+        try:
+            if config_fingerprint(run.config) == wanted:
+                return run
+        except Exception:  # noqa: BLE001 - a damaged run is never "identical"
+            continue
+    return None
+
+
+class DuplicateRunError(RuntimeError):
+    """An identical config is already queued or running (``run`` is that run)."""
+
+    def __init__(self, run: runs.Run) -> None:
+        self.run = run
+        super().__init__(f"an identical run, {run.id}, is already {_state(run)}")
 
 
 # -- the API the app uses ------------------------------------------------------------------------------
-def launch(cfg: LingoConfig, root: Optional[PathLike] = None) -> Path:
+def launch(cfg: LingoConfig, root: Optional[PathLike] = None, allow_duplicate: bool = False) -> Path:
     """Create a queued run directory for ``cfg`` under ``root`` and make sure the queue runs.
 
-    Returns immediately with the run directory; training happens in a detached process.
+    Returns immediately with the run directory; training happens in a detached process. Raises
+    :class:`DuplicateRunError` when a run with the same config is queued or running, unless
+    ``allow_duplicate``; the check and the creation hold ``ROOT/.launch.lock``, so two launches at
+    the same moment (a double click, two browser tabs) cannot both pass it.
     """
     root = Path(root or runs_root())
     cfg = dataclasses.replace(cfg, output_dir=str(root))
@@ -97,8 +172,15 @@ def launch(cfg: LingoConfig, root: Optional[PathLike] = None) -> Path:
         raise ValueError(
             f"run_name {cfg.run_name!r}: use 1-80 letters, digits, '_', '.' or '-', starting with a letter or digit"
         )
-    writer = runs.RunWriter.create(root, save_config(cfg), cfg.adapter.method, cfg.data.task, cfg.run_name)
-    writer.update_status(queued_at=runs.now(), launched_by="launcher")
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LAUNCH_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not allow_duplicate:
+            twin = identical_active_run(cfg, root)
+            if twin is not None:
+                raise DuplicateRunError(twin)
+        writer = runs.RunWriter.create(root, save_config(cfg), cfg.adapter.method, cfg.data.task, cfg.run_name)
+        writer.update_status(queued_at=runs.now(), launched_by="launcher")
     kick(root)
     return writer.path
 
@@ -110,7 +192,7 @@ def cancel(run_dir: PathLike) -> str:
     queued run that has not started is marked ``cancelled`` at once.
     """
     run = runs.load_run(run_dir)
-    state = run.state
+    state = _state(run)
     if state not in ("queued", "running"):
         return state
     runs.request_cancel(run.path)
@@ -161,7 +243,7 @@ def _child_env() -> dict[str, str]:
 
 def start(run: runs.Run) -> subprocess.Popen:
     """Start the training process of one queued run (detached; output to its log, ``Run.log_path``)."""
-    mode = "--resume" if run.status.get("resume") else "--run-dir"
+    mode = "--resume" if _status(run).get("resume") else "--run-dir"
     with open(run.log_path, "ab") as log:
         log.write(f"\n== {runs.now()} starting: python -m lingo_core train {mode} {run.path}\n".encode())
         log.flush()
@@ -178,48 +260,69 @@ def _settle_dead_starts(all_runs: Sequence[runs.Run], children: dict[int, subpro
     """A queued run whose started process died before it began training: cancelled or failed."""
     for run in all_runs:
         pid = _launch_pid(run)
-        if run.state != "queued" or not pid or runs.pid_alive(pid):
+        if _state(run) != "queued" or not pid or runs.pid_alive(pid):
             continue
         writer = runs.RunWriter(run.path)
         if writer.cancel_requested():
-            writer.set_status("cancelled", finished=runs.now(), launch_pid=None)
+            _try(lambda: writer.set_status("cancelled", finished=runs.now(), launch_pid=None))
             continue
         code = children[pid].returncode if pid in children else None
-        writer.set_status(
+        _try(lambda: writer.set_status(
             "failed",
             error=f"the training process exited{f' with code {code}' if code is not None else ''} before training started",
             traceback=runs.Run(run.path).log_tail(4000),
             finished=runs.now(),
             launch_pid=None,
-        )
+        ))
 
 
 def drain(root: PathLike, poll_s: float = POLL_S) -> None:
-    """Start queued runs while slots are free; return when none waits. One runner per root at a time."""
+    """Start queued runs while slots are free; return when none waits. One runner per root at a time.
+
+    A run that cannot be started (its directory damaged or removed meanwhile) is marked failed when
+    its status can still be written, and skipped otherwise; the other runs go on.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / QUEUE_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # blocks while another runner works; then rescans
         children: dict[int, subprocess.Popen] = {}
+        skipped: set[str] = set()
         while True:
             for proc in children.values():
                 proc.poll()  # reap finished children so pid_alive sees them gone
             all_runs = runs.list_runs(root)
             _settle_dead_starts(all_runs, children)
-            waiting = queue(root)
+            waiting = [r for r in queue(root) if r.id not in skipped]
             for run in list(waiting):
                 writer = runs.RunWriter(run.path)
                 if writer.cancel_requested():
-                    writer.set_status("cancelled", finished=runs.now())
+                    _try(lambda: writer.set_status("cancelled", finished=runs.now()))
                     waiting.remove(run)
             limit = max_parallel()
             if not waiting or limit == 0:
                 return
             free = limit - sum(is_active(r) for r in runs.list_runs(root))
             for run in waiting[: max(0, free)]:
-                proc = start(run)
+                try:
+                    proc = start(run)
+                except Exception as exc:  # noqa: BLE001 - one bad run directory must not stop the queue
+                    skipped.add(run.id)
+                    print(f"{runs.now()} cannot start {run.path}: {type(exc).__name__}: {exc}", flush=True)
+                    _try(lambda: runs.RunWriter(run.path).set_status(
+                        "failed", error=f"the queue could not start it: {type(exc).__name__}: {exc}", finished=runs.now()
+                    ))
+                    continue
                 children[proc.pid] = proc
             time.sleep(poll_s)
+
+
+def _try(action) -> None:
+    """Run a status write that may fail on a damaged run directory; the queue goes on either way."""
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001
+        print(f"{runs.now()} could not write a status: {type(exc).__name__}: {exc}", flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -890,10 +890,27 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def list_runs(root: PathLike = "runs") -> list[Run]:
-    """Run directories under ``root``, newest first."""
+    """Run directories under ``root``, newest first: by creation time (``created`` in status.json,
+    else when config.yaml was written), never by name, so a named run sorts where it was made."""
     root = Path(root)
     if not root.is_dir():
         return []
     runs = [Run(p) for p in root.iterdir() if _is_run_dir(p)]
-    return sorted(runs, key=lambda r: r.id, reverse=True)
+    return sorted(runs, key=_creation_key, reverse=True)
+
+
+def _creation_key(run: Run) -> tuple[float, float, str]:
+    """(creation time, config.yaml's modification time, id); never raises on a damaged run."""
+    try:
+        written = (run.path / CONFIG).stat().st_mtime
+    except OSError:
+        written = 0.0
+    created = None
+    try:
+        stamp = (_read_json(run.path / STATUS) or {}).get("created")
+        if isinstance(stamp, str):
+            created = _dt.datetime.fromisoformat(stamp).timestamp()
+    except (ValueError, OverflowError, OSError, TypeError):
+        created = None
+    return (written if created is None else created, written, run.id)
 

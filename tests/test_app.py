@@ -489,7 +489,7 @@ def test_launcher_queue_runs_one_at_a_time_and_settles_dead_starts(tmp_path, mon
     monkeypatch.setattr(launcher, "kick", lambda root: None)
     first = launcher.launch(_cfg(tmp_path), tmp_path)
     time.sleep(1.1)  # run ids and queue order are stamped to the second
-    second = launcher.launch(_cfg(tmp_path), tmp_path)
+    second = launcher.launch(_cfg(tmp_path), tmp_path, allow_duplicate=True)
     started: dict[str, tuple[float, subprocess.Popen]] = {}
 
     def fake_start(run):  # a "training" process that exits at once without training
@@ -537,3 +537,88 @@ def test_launcher_cancel_resume_and_paused_queue(tmp_path, monkeypatch):
     monkeypatch.setenv("LINGO_RUNS_DIR", str(tmp_path / "elsewhere"))
     assert launcher.runs_root() == (tmp_path / "elsewhere").resolve()
     assert launcher.uploads_root() == (tmp_path / "uploads").resolve()
+
+
+def test_launch_refuses_an_identical_queued_or_running_config(tmp_path, monkeypatch):
+    """A double click must not queue the same hours of work twice: the second launch of an
+    identical config raises DuplicateRunError naming the first, unless duplicates are allowed."""
+    monkeypatch.setenv("LINGO_MAX_PARALLEL", "0")
+    first = launcher.launch(_cfg(tmp_path), tmp_path)
+    with pytest.raises(launcher.DuplicateRunError) as caught:
+        launcher.launch(_cfg(tmp_path), tmp_path)
+    assert caught.value.run.id == first.name and "already queued" in str(caught.value)
+    assert len(runs.list_runs(tmp_path)) == 1
+    # the progress bar, the run name and the folder do not make a run different; a setting does
+    same = config_from_dict({"train": {"max_steps": 3, "progress_bar": False}, "run_name": "other-name"})
+    assert launcher.identical_active_run(same, tmp_path).id == first.name
+    assert launcher.identical_active_run(config_from_dict({"train": {"max_steps": 4}}), tmp_path) is None
+    second = launcher.launch(_cfg(tmp_path), tmp_path, allow_duplicate=True)
+    assert {r.id for r in runs.list_runs(tmp_path)} == {first.name, second.name}
+    # once the first is no longer queued or running, the same config launches again
+    launcher.cancel(first)
+    launcher.cancel(second)
+    third = launcher.launch(_cfg(tmp_path), tmp_path)
+    assert runs.load_run(third).state == "queued"
+
+
+def test_list_runs_newest_first_by_creation_time_not_by_name(tmp_path):
+    """Named runs used to sort first (by id); the order is when each run was made."""
+    old = fake_run(tmp_path, "20261125-100000-ars-demo_motifs-aaaa")
+    named = fake_run(tmp_path, "zzz-named-first")
+    newest = fake_run(tmp_path, "aaa-named-last")
+    for path, created in ((old, "2026-11-25T10:00:00+00:00"), (named, "2026-11-25T09:00:00+00:00"), (newest, "2026-11-26T08:00:00+00:00")):
+        status = json.loads((path / runs.STATUS).read_text())
+        (path / runs.STATUS).write_text(json.dumps({**status, "created": created}))
+    (newest.parent / "damaged").mkdir()
+    (newest.parent / "damaged" / runs.CONFIG).write_text("adapter: {method: ars}\n")
+    (newest.parent / "damaged" / runs.STATUS).write_text("[1, 2]")  # no creation time: config.yaml's mtime (now)
+    assert [r.id for r in runs.list_runs(tmp_path)] == ["damaged", newest.name, old.name, named.name]
+
+
+@pytest.mark.parametrize("garbage", ["[1, 2, 3]", "not json at all", "\"queued\"", '{"state": ["queued"]}', '{"state": "queued", "launch_pid": "abc"}'])
+def test_queue_runner_survives_a_damaged_status(tmp_path, monkeypatch, garbage):
+    """A list-valued or garbage status.json used to kill the queue runner, leaving queued runs queued
+    forever: the runner skips the damaged run and starts the good one."""
+    monkeypatch.setenv("LINGO_MAX_PARALLEL", "1")
+    monkeypatch.setattr(launcher, "kick", lambda root: None)
+    bad = launcher.launch(config_from_dict({"train": {"max_steps": 5}}), tmp_path)
+    (bad / runs.STATUS).write_text(garbage)
+    good = launcher.launch(_cfg(tmp_path), tmp_path)
+    started = []
+
+    def fake_start(run):
+        started.append(run.id)
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        runs.RunWriter(run.path).update_status(launch_pid=proc.pid)
+        return proc
+
+    monkeypatch.setattr(launcher, "start", fake_start)
+    launcher.drain(tmp_path, poll_s=0.05)
+    assert good.name in started
+    if "launch_pid" in garbage:  # a queued run whose launch pid is not a number: never started, so it starts
+        assert started.count(bad.name) == 1
+    else:  # not a readable status: never started, and never the end of the queue
+        assert bad.name not in started and runs.load_run(bad).state == "unknown"
+
+
+def test_queue_runner_goes_on_when_one_run_cannot_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGO_MAX_PARALLEL", "1")
+    monkeypatch.setattr(launcher, "kick", lambda root: None)
+    first = launcher.launch(_cfg(tmp_path), tmp_path)
+    time.sleep(1.1)
+    second = launcher.launch(config_from_dict({"train": {"max_steps": 4}}), tmp_path)
+    started = []
+
+    def fake_start(run):
+        if run.id == first.name:
+            raise OSError("disk gone")
+        started.append(run.id)
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        runs.RunWriter(run.path).update_status(launch_pid=proc.pid)
+        return proc
+
+    monkeypatch.setattr(launcher, "start", fake_start)
+    launcher.drain(tmp_path, poll_s=0.05)
+    assert started == [second.name]
+    status = runs.load_run(first).status
+    assert status["state"] == "failed" and "disk gone" in status["error"]
