@@ -7,7 +7,9 @@ fully resolved config (every default filled in), so a run can be reproduced or r
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +181,8 @@ class TrainConfig:
     eval_every: Optional[int] = None  # optimizer steps between dev evaluations; None: ~4 per epoch
     checkpoint_every: Optional[int] = None  # default: every evaluation
     metric_for_best: str = "mcc"
-    early_stopping_patience: Optional[int] = None  # evaluations without improvement; None: off
+    # dev evaluations without improvement before training stops; None or 0: off (as on the Train page)
+    early_stopping_patience: Optional[int] = None
     seed: int = 42
     progress_bar: bool = True
 
@@ -286,7 +289,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(
-            f"unknown config key(s) {sorted(where + u for u in unknown)}; "
+            f"unknown config key(s) {sorted(where + str(u) for u in unknown)}; "
             f"valid keys under '{prefix or 'top level'}': {sorted(names)}"
         )
     kwargs = {}
@@ -311,7 +314,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [p for p in key.strip().split(".") if p]
     if not path:
         raise ConfigError(f"override {text!r} has an empty key")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(
+            f"override {text!r}: the value {raw!r} is not valid YAML ({detail}); "
+            f"quote it (--set '{key.strip()}=\"...\"') or close its brackets"
+        ) from None
     return path, value
 
 
@@ -336,12 +346,25 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[lis
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"config file {path} is not a file")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); save the config as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        try:
+            values = yaml.safe_load(text)
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        if values is None:
+            raise ConfigError(
+                f"{path}: the config file is empty; write at least one section (see configs/quickstart.yaml), "
+                "or start from the defaults with no file"
+            )
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
     apply_overrides(values, list(overrides or []))
@@ -358,10 +381,16 @@ def save_config(cfg: LingoConfig) -> str:
 
 
 def validate_config(cfg: LingoConfig) -> None:
-    """Check value ranges and choices; raise :class:`ConfigError` with the key and the fix."""
-    a, t, e, d = cfg.adapter, cfg.train, cfg.encoding, cfg.data
+    """Check value ranges and choices; raise :class:`ConfigError` with the key and the fix.
+
+    Everything that can be checked without the data or the model is checked here, so a bad value is
+    refused before any run directory exists. (``encoding.max_length`` against the model's positions
+    is checked when the model is loaded, also before the run directory: ``inference.load_backbone``.)
+    """
+    a, t, e, d, m = cfg.adapter, cfg.train, cfg.encoding, cfg.data, cfg.model
     from .adapters import method_names
 
+    _finite("", cfg.to_dict())
     _choice("adapter.method", a.method, tuple(method_names()))
     for name, settings in a.sections.items():
         check = getattr(settings, "validate", None)
@@ -370,24 +399,137 @@ def validate_config(cfg: LingoConfig) -> None:
                 check()
             except ValueError as exc:
                 raise ConfigError(f"adapter.{name}.{exc}") from None
+    adalora = a.sections.get("adalora")
+    if adalora is not None:
+        for name in ("beta1", "beta2"):
+            _range(f"adapter.adalora.{name}", getattr(adalora, name), 0.0, 1.0, low_open=True, high_open=True)
+        _at_least("adapter.adalora.orth_reg_weight", adalora.orth_reg_weight, 0)
+
     _choice("encoding.sequence", e.sequence, ("native", "nucleotide", "kmer"))
-    _choice("model.pooling", cfg.model.pooling, ("auto", "native", "cls", "mean", "last"))
-    _choice("data.iupac", d.iupac, ("n", "reject"))
-    _choice("data.duplicates", d.duplicates, ("report", "remove"))
     if e.sequence == "kmer" and not 1 <= e.k <= 12:
         raise ConfigError(f"encoding.k must be between 1 and 12, got {e.k}")
-    if e.prefix not in ("paper", "rich", "none") and "{sequence}" not in e.prefix:
+    if e.kmer_stride is not None:
+        _at_least("encoding.kmer_stride", e.kmer_stride, 1)
+    _at_least("encoding.max_length", e.max_length, 8, "tokens (the prompt must fit)")
+    if e.prefix not in ("paper", "rich", "none"):
+        problem = template_problem(e.prefix)
+        if problem:
+            raise ConfigError(f"encoding.prefix must be 'paper', 'rich', 'none' or a template containing {{sequence}}: {problem}")
+
+    _choice("model.pooling", m.pooling, ("auto", "native", "cls", "mean", "last"))
+    _choice("model.dtype", m.dtype, ("auto", "float32", "bfloat16", "float16"))
+    if not _DEVICE.match(m.device):
+        raise ConfigError(f"model.device must be auto, cpu, cuda, cuda:N or mps, got {m.device!r}")
+    if not m.name.strip():
+        raise ConfigError("model.name is empty; give a registry name (python -m lingo_core list-models), a hub id or a folder")
+
+    _choice("data.iupac", d.iupac, ("n", "reject"))
+    _choice("data.duplicates", d.duplicates, ("report", "remove"))
+    if not d.task.strip():
+        raise ConfigError("data.task is empty; give a benchmark name (python -m lingo_core list-benchmarks) or a data path")
+    if not d.label_columns or not all(c.strip() for c in d.label_columns):
+        raise ConfigError(f"data.label_columns must name at least one column, got {d.label_columns!r}")
+    for key in ("max_train", "max_eval"):
+        if getattr(d, key) is not None:
+            _at_least(f"data.{key}", getattr(d, key), 1, "(null keeps every sequence)")
+    for key in ("dev_fraction", "test_fraction"):
+        _range(f"data.split.{key}", getattr(d.split, key), 0.0, 1.0, high_open=True)
+    if d.split.dev_fraction + d.split.test_fraction >= 1:
         raise ConfigError(
-            "encoding.prefix must be 'paper', 'rich', 'none' or a template containing {sequence}, "
-            f"got {e.prefix!r}"
+            f"data.split.dev_fraction + data.split.test_fraction must be < 1 (some data must train), "
+            f"got {d.split.dev_fraction} + {d.split.test_fraction}"
         )
-    if t.batch_size < 1 or t.grad_accum < 1:
-        raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
-    if t.max_steps is not None and t.max_steps < 1:
-        raise ConfigError(f"train.max_steps must be >= 1, got {t.max_steps}")
-    if t.epochs <= 0:
-        raise ConfigError(f"train.epochs must be > 0, got {t.epochs}")
+    for key, seed in (("train.seed", t.seed), ("data.split.seed", d.split.seed), ("data.subsample_seed", d.subsample_seed)):
+        _range(key, seed, 0, 2**32 - 1)
+
+    _range("train.epochs", t.epochs, 0.0, 100_000.0, low_open=True)
+    for key in ("batch_size", "eval_batch_size", "grad_accum"):
+        _at_least(f"train.{key}", getattr(t, key), 1)
+    _at_least("train.lr", t.lr, 0, open_=True)
+    _at_least("train.weight_decay", t.weight_decay, 0)
+    _range("train.warmup_ratio", t.warmup_ratio, 0.0, 1.0, high_open=True)
+    _at_least("train.max_grad_norm", t.max_grad_norm, 0, "(0 switches clipping off)")
+    for key in ("max_steps", "eval_every", "checkpoint_every"):
+        if getattr(t, key) is not None:
+            _at_least(f"train.{key}", getattr(t, key), 1, "(or null for the default)")
+    if t.early_stopping_patience is not None:
+        _at_least("train.early_stopping_patience", t.early_stopping_patience, 0, "(null or 0 switch early stopping off)")
     _choice("train.metric_for_best", t.metric_for_best, ("mcc", "f1", "accuracy", "auroc", "auprc", "loss"))
+
+    if not cfg.output_dir.strip():
+        raise ConfigError("output_dir is empty; give the folder that holds run directories, e.g. runs")
+    if cfg.run_name is not None:
+        problem = run_name_problem(cfg.run_name)
+        if problem:
+            raise ConfigError(f"run_name {cfg.run_name!r} {problem}")
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu|npu)(:\d+)?)$")
+TEMPLATE_FIELDS = ("domain", "species", "task", "sequence")
+
+
+def run_name_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot name a run directory inside ``output_dir`` (None when it can).
+
+    A run name is one folder name: no path separators, not ``.``/``..``, not hidden (temporary files
+    start with a dot), so a run is never written outside ``output_dir``.
+    """
+    if not name.strip():
+        return "is empty; leave run_name out for a generated name"
+    if "/" in name or "\\" in name or "\x00" in name:
+        return "must be a folder name, not a path (no '/' or '\\'); it is created inside output_dir"
+    if name.startswith("."):
+        return "must not start with '.' ('..' leaves output_dir; other dot names are hidden temporary files)"
+    if len(name) > 200:
+        return f"is {len(name)} characters long; use at most 200"
+    return None
+
+
+def template_problem(template: str) -> Optional[str]:
+    """Why a custom prefix template is unusable, or None: only ``{domain}``, ``{species}``, ``{task}`` and
+    exactly one ``{sequence}``; literal braces are written ``{{`` and ``}}``."""
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"the template is not valid ({exc}); write literal braces as {{{{ and }}}}"
+    names = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conversion:
+            return f"unknown field {{{name}}}; use only {{domain}}, {{species}}, {{task}} and {{sequence}}"
+        names.append(name)
+    if names.count("sequence") != 1:
+        return f"it must contain {{sequence}} exactly once, got {template!r}"
+    return None
+
+
+def _finite(key: str, value: Any) -> None:
+    """Refuse NaN and infinities anywhere in a config (``value`` is its nested dict form)."""
+    if isinstance(value, dict):
+        for name, child in value.items():
+            _finite(f"{key}.{name}" if key else str(name), child)
+    elif isinstance(value, (list, tuple)):
+        for i, child in enumerate(value):
+            _finite(f"{key}[{i}]", child)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+
+
+def _at_least(key: str, value: float, low: float, note: str = "", open_: bool = False) -> None:
+    if value < low or (open_ and value == low):
+        relation = ">" if open_ else ">="
+        raise ConfigError(f"{key} must be {relation} {low}, got {value}" + (f" {note}" if note else ""))
+
+
+def _range(key: str, value: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+    below = value < low or (low_open and value == low)
+    above = value > high or (high_open and value == high)
+    if below or above:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ConfigError(f"{key} must be in {interval}, got {value}")
 
 
 def _choice(key: str, value: Any, options: tuple[str, ...]) -> None:
