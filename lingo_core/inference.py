@@ -8,6 +8,8 @@ Nothing here imports the training loop.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -18,14 +20,48 @@ import torch
 from . import runs
 from .adapters import build_adapter, get_method
 from .adapters.base import AdaptedModel
-from .config import LingoConfig
+from .config import ConfigError, LingoConfig
 from .encoding import SequenceEncoder
 from .evaluate import classification_metrics
-from .models import LoadedModel, load_model
+from .models import REGISTRY, LoadedModel, load_model
 
 
 class RunLoadError(RuntimeError):
     """A run directory cannot be loaded for inference; the message says why and what to do."""
+
+
+# -- remote code: never switched on by a run directory -------------------------------------------------
+_REMOTE_CODE_ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("lingo_remote_code_allowed", default=False)
+
+
+@contextlib.contextmanager
+def remote_code_allowed(allow: bool = True):
+    """Within this block, :func:`load_trained` calls that do not say otherwise may run a model's own code
+    when the run's config asks for it (``model.trust_remote_code: true``). The CLI's
+    ``--trust-remote-code`` flag opens such a block; nothing else does."""
+    token = _REMOTE_CODE_ALLOWED.set(bool(allow))
+    try:
+        yield
+    finally:
+        _REMOTE_CODE_ALLOWED.reset(token)
+
+
+def _allow_remote_code(cfg: LingoConfig, run: runs.Run, trust_remote_code: Optional[bool]) -> None:
+    """Switch ``cfg.model.trust_remote_code`` off unless the caller opted in; refuse a run that needs it.
+
+    A run's config.yaml may come from someone else: its ``trust_remote_code: true`` is a request, and
+    only the person loading the run can grant it (``trust_remote_code=True``, or ``--trust-remote-code``).
+    """
+    allowed = _REMOTE_CODE_ALLOWED.get() if trust_remote_code is None else bool(trust_remote_code)
+    if not cfg.model.trust_remote_code or allowed:
+        return
+    cfg.model.trust_remote_code = False
+    if cfg.model.name not in REGISTRY:  # registry models never run their own code: nothing to refuse
+        raise RunLoadError(
+            f"{run.path}: its config.yaml sets model.trust_remote_code: true, so loading it would run Python code "
+            f"shipped with model {cfg.model.name!r}. A run directory cannot switch that on by itself. If you trust "
+            "this run and that model, pass --trust-remote-code (command line) or trust_remote_code=True (Python API)"
+        )
 
 
 # -- the task facts a model needs (kept in data_report.json) ------------------------------------------
@@ -57,6 +93,7 @@ def load_backbone(cfg: LingoConfig, info: dict[str, Any], empty: bool = False) -
     ``empty=True`` builds the architecture without weights (meta device): for plans and counts.
     """
     loaded = load_model(cfg.model, len(info["label_names"]), bool(info["multi_label"]), cfg.encoding, empty=empty)
+    check_max_length(cfg, loaded)
     encoder = SequenceEncoder(
         loaded.tokenizer,
         cfg.encoding,
@@ -65,6 +102,26 @@ def load_backbone(cfg: LingoConfig, info: dict[str, Any], empty: bool = False) -
         task=info.get("description"),
     )
     return Backbone(loaded, encoder)
+
+
+def model_positions(loaded: LoadedModel) -> Optional[int]:
+    """How many token positions the backbone has (None when its config does not say)."""
+    config = getattr(loaded.model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_max_length(cfg: LingoConfig, loaded: LoadedModel) -> None:
+    """Refuse ``encoding.max_length`` above the model's positions (a tensor-size error deep in training otherwise)."""
+    positions = model_positions(loaded)
+    if positions is not None and cfg.encoding.max_length > positions:
+        raise ConfigError(
+            f"encoding.max_length is {cfg.encoding.max_length} tokens but model {cfg.model.name!r} has only "
+            f"{positions} positions; set encoding.max_length to at most {positions}"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -245,38 +302,90 @@ class TrainedModel:
 
 def run_task_info(run: runs.Run) -> dict[str, Any]:
     """The task facts recorded in a run's data report."""
-    info = run.data_report() or {}
-    if "label_names" not in info:
+    info = run.data_report()
+    path = run.path / runs.DATA_REPORT
+    if info is None and path.exists():
+        raise RunLoadError(
+            f"{path} is damaged (not a readable JSON object); it holds the label names prediction needs. "
+            "Fix: restore it from a copy, or train the run again"
+        )
+    if info is None or "label_names" not in info:
         raise RunLoadError(
             f"{run.path} has no data report with label names: the run failed before its data was loaded"
         )
+    names = info["label_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise RunLoadError(f"{path}: 'label_names' must be a list of class names, got {names!r}; the file is damaged")
+    if not isinstance(info.get("multi_label", False), bool):
+        raise RunLoadError(f"{path}: 'multi_label' must be true or false, got {info.get('multi_label')!r}; the file is damaged")
     return info
 
 
-def load_trained(run_dir: Union[str, Path], device: Optional[str] = None) -> TrainedModel:
-    """Rebuild the model of a run: the exported adapter if the run finished, else its best checkpoint so far."""
+def _no_model_message(run: runs.Run) -> str:
+    """Why a run without an export or best checkpoint has no model, and what to do, by its state."""
+    status = run.status
+    state = status.get("state")
+    if state in ("queued", "running"):
+        return f"{run.path} has no best checkpoint yet; wait for its first dev evaluation"
+    error = status.get("error")
+    why = f" ({' '.join(str(error).split())[:300]})" if state == "failed" and error else ""
+    fix = (
+        f"resume it with: python -m lingo_core train --resume {run.path}"
+        if run.has_checkpoint and state != "done"
+        else "train it again"
+    )
+    if state == "done":
+        return f"{run.path} is marked done but has neither adapter/ nor checkpoint/best.pt: the run directory is damaged; {fix}"
+    return f"{run.path} {state} before its first dev evaluation{why}, so it has no model to load; {fix}"
+
+
+def load_trained(
+    run_dir: Union[str, Path], device: Optional[str] = None, *, trust_remote_code: Optional[bool] = None
+) -> TrainedModel:
+    """Rebuild the model of a run: the exported adapter if the run finished, else its best checkpoint so far.
+
+    ``trust_remote_code``: allow a model's own code when the run's config asks for it. The run's
+    config alone never switches it on; None takes the caller's :func:`remote_code_allowed` block
+    (off by default). A damaged run directory raises :class:`RunLoadError`, :class:`RunFileError`
+    or :class:`~lingo_core.config.ConfigError`, naming the file.
+    """
     run = runs.load_run(run_dir)
     cfg = run.typed_config()
+    _allow_remote_code(cfg, run, trust_remote_code)
     if device:
         cfg.model.device = device
     info = run_task_info(run)
+    has_export = run.adapter_dir.exists()
+    problem = run.export_damage() if has_export else run.checkpoint_damage((runs.BEST_FILE,))
+    if problem:
+        raise RunLoadError(f"{run.path}: {problem}; the run's model cannot be loaded. Fix: restore the file, or train the run again")
+    best = None if has_export else run.load_best()
+    if not has_export and best is None:  # before loading the backbone: there is nothing to restore
+        raise RunLoadError(_no_model_message(run))
     backbone = load_backbone(cfg, info)
     loaded = backbone.loaded
-    export = run.export_info()
-    if export is not None:
-        model = get_method(export["method"]).model_class().load_export(loaded, run.adapter_dir)
+    if has_export:
+        export = run.export_info() or {}
+        try:
+            model = get_method(export["method"]).model_class().load_export(loaded, run.adapter_dir)
+        except Exception as exc:  # noqa: BLE001 - peft/safetensors fail in many ways on a damaged export
+            raise RunLoadError(
+                f"{run.adapter_dir}: the exported adapter does not load ({type(exc).__name__}: "
+                f"{_first_line(exc)}); it is damaged or does not match the run's config. Fix: train the run again"
+            ) from None
         source = "adapter"
     else:
-        best = run.load_best()
-        if best is None:
-            raise RunLoadError(
-                f"{run.path} has neither an exported adapter nor a best checkpoint yet; wait for its first dev evaluation"
-            )
         total_step = best.get("total_step") or run.total_step
-        if not total_step:
+        if not isinstance(total_step, int) or total_step < 1:
             raise RunLoadError(f"{run.path}: its best checkpoint does not say how many steps the run has; it cannot be rebuilt")
-        adapted = attach_adapter(loaded, cfg, int(total_step))
-        restore_selected(adapted, best)
+        try:
+            adapted = attach_adapter(loaded, cfg, int(total_step))
+            restore_selected(adapted, best)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint of the wrong shape fails inside torch/peft
+            raise RunLoadError(
+                f"{run.path / runs.CHECKPOINT / runs.BEST_FILE}: the best checkpoint does not fit the run's model "
+                f"({type(exc).__name__}: {_first_line(exc)}); it is damaged or from another run"
+            ) from None
         model = adapted.model
         source = "best-checkpoint"
     model.to(loaded.device)
@@ -284,11 +393,18 @@ def load_trained(run_dir: Union[str, Path], device: Optional[str] = None) -> Tra
     return TrainedModel(run, cfg, model, loaded, backbone.encoder, list(info["label_names"]), bool(info["multi_label"]), source)
 
 
-def evaluate_run(run_dir: Union[str, Path], splits: tuple[str, ...] = ("dev", "test")) -> dict[str, Any]:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def evaluate_run(
+    run_dir: Union[str, Path], splits: tuple[str, ...] = ("dev", "test"), *, trust_remote_code: Optional[bool] = None
+) -> dict[str, Any]:
     """Re-evaluate a run's model on its own data splits (as configured in its config.yaml)."""
     from .data import load_task
 
-    trained = load_trained(run_dir)
+    trained = load_trained(run_dir, trust_remote_code=trust_remote_code)
     task = load_task(trained.cfg.data)
     results: dict[str, Any] = {"run": str(trained.run.path), "source": trained.source}
     for name in splits:

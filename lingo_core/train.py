@@ -33,7 +33,7 @@ import torch
 
 from . import runs
 from .adapters.base import short_module_name
-from .config import LingoConfig, save_config
+from .config import ConfigError, LingoConfig, save_config
 from .data import TaskData, load_task
 from .encoding import SequenceEncoder, warn_truncation
 from .evaluate import metric_value
@@ -124,11 +124,19 @@ class Trainer:
     """Runs one training job into one run directory."""
 
     def __init__(
-        self, cfg: LingoConfig, writer: runs.RunWriter, resume: bool = False, prepared: Optional[Prepared] = None
+        self,
+        cfg: LingoConfig,
+        writer: runs.RunWriter,
+        resume: bool = False,
+        prepared: Optional[Prepared] = None,
+        restart: bool = False,
     ) -> None:
+        """``resume``: continue from the run's checkpoint; ``restart``: the run directory holds an earlier
+        attempt that stopped before its first checkpoint, whose records are dropped before step 1."""
         self.cfg = cfg
         self.writer = writer
         self.resume = resume
+        self.restart = restart and not resume
         self.prepared = prepared
         self._sigterm = False
         self.state: dict[str, Any] = {"elapsed": 0.0}  # the loop position (replaced when the loop starts)
@@ -148,7 +156,12 @@ class Trainer:
         self.is_main = accelerator.is_main_process
         writer.enabled = self.is_main
         try:
-            writer.set_status("running", pid=os.getpid(), started=runs.now(), error=None, traceback=None)
+            writer.remove_stale_temporaries()  # left by a process killed while writing
+            restarted = {}
+            if self.restart:
+                writer.clear_records()  # an attempt without a checkpoint: its log would precede the new step 1
+                restarted = {"resumed_from_step": 0}
+            writer.set_status("running", pid=os.getpid(), started=runs.now(), error=None, traceback=None, **restarted)
             prepared = self.prepared or prepare(cfg)
             self.prepared = prepared
             loaded = prepared.loaded
@@ -176,12 +189,7 @@ class Trainer:
             writer.set_status("cancelled", finished=runs.now())
             return writer.path
         except BaseException as exc:  # noqa: BLE001 - the run must record any failure
-            writer.set_status(
-                "failed",
-                error=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(),
-                finished=runs.now(),
-            )
+            writer.record_failure(one_line_error(exc), traceback.format_exc())
             raise
         finally:
             if previous is not None:
@@ -327,8 +335,8 @@ class Trainer:
             self.writer.save_best(best)
         else:
             st["bad_evals"] += 1
-        patience = tcfg.early_stopping_patience
-        return patience is not None and st["bad_evals"] >= patience
+        patience = tcfg.early_stopping_patience  # None or 0: off
+        return bool(patience) and st["bad_evals"] >= patience
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _save_checkpoint(self, optimizer, scheduler) -> None:
@@ -345,18 +353,29 @@ class Trainer:
         })
 
     def _load_checkpoint(self, optimizer, scheduler) -> None:
-        state = self.writer.load_state()
+        state = self.writer.load_state()  # RunFileError when damaged, not a LINGO state or missing keys
         if state["total_step"] != self.total_step:
             raise ValueError(
                 f"cannot resume: the checkpoint was made for {state['total_step']} steps but the config now gives "
                 f"{self.total_step}; resume with the run's own config.yaml"
             )
-        self.adapted.load_trainable_state(state["trainable"])
-        self.adapted.load_allocator_state(state["allocator"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"])
-        self.state = dict(state["loop"])
+        try:
+            self.adapted.load_trainable_state(state["trainable"])
+            self.adapted.load_allocator_state(state["allocator"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            restore_rng(state["rng"])
+            loop = dict(state["loop"])
+            missing = [k for k in ("step", "epoch", "batch", "best", "bad_evals", "elapsed", "seen") if k not in loop]
+            if missing:
+                raise KeyError(f"loop position lacks {missing}")
+        except Exception as exc:  # noqa: BLE001 - a state of the wrong shape fails inside torch/peft in many ways
+            path = self.writer.path / runs.CHECKPOINT / runs.STATE_FILE
+            raise runs.RunFileError(
+                f"{path} does not fit this run ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                "it is damaged or from another run. Fix: delete it to restart the run from step 0, or train a new run"
+            ) from None
+        self.state = loop
         if self.is_main:
             self.writer.truncate_logs_after(self.state["step"])
             self.writer.update_status(resumed_from_step=self.state["step"])
@@ -415,6 +434,12 @@ class Trainer:
         self.writer.write_report(report)
 
 
+def one_line_error(exc: BaseException) -> str:
+    """``Type: message`` on one line (at most 500 characters): what status.json records as the error."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
 def _linear_warmup_decay(warmup: int, total: int):
     def factor(step: int) -> float:
         if warmup and step < warmup:
@@ -449,8 +474,27 @@ def train(cfg: LingoConfig) -> Path:
     Data, model and encoding are loaded and validated first: bad input raises before any run
     directory exists, so no half-made run is left behind.
     """
+    check_output_dir(cfg)  # before loading anything: a name clash or a read-only folder fails in a second
     prepared = prepare(cfg)
     return Trainer(cfg, _create_shared_run(cfg), prepared=prepared).run()
+
+
+def check_output_dir(cfg: LingoConfig) -> None:
+    """Refuse a run that cannot be created: ``run_name`` taken, ``output_dir`` a file or not writable."""
+    root = Path(cfg.output_dir).expanduser()
+    if cfg.run_name:
+        target = root / cfg.run_name
+        if target.exists() or target.is_symlink():
+            raise ConfigError(
+                f"run_name {cfg.run_name!r}: {target} already exists; choose another run_name, or leave it out for a generated one"
+            )
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"output_dir {root}: {existing} is a file, not a folder; choose another output_dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir {root}: {existing} is not writable, so no run directory can be created there; choose another output_dir")
 
 
 def _create_shared_run(cfg: LingoConfig) -> runs.RunWriter:
@@ -469,7 +513,19 @@ def _create_shared_run(cfg: LingoConfig) -> runs.RunWriter:
     return runs.RunWriter(path[0], enabled=state.is_main_process)
 
 
-def train_queued(run_dir: str | Path) -> Path:
+def _run_config(run: runs.Run, trust_remote_code: bool) -> LingoConfig:
+    """A run directory's own config, with ``model.trust_remote_code`` granted only by the caller."""
+    cfg = run.typed_config()
+    if cfg.model.trust_remote_code and not trust_remote_code:
+        raise ConfigError(
+            f"{run.path / runs.CONFIG} sets model.trust_remote_code: true, so training it would run Python code shipped "
+            f"with model {cfg.model.name!r}; a run directory cannot switch that on by itself. If you trust it, "
+            "pass --trust-remote-code (command line) or trust_remote_code=True"
+        )
+    return cfg
+
+
+def train_queued(run_dir: str | Path, trust_remote_code: bool = False) -> Path:
     """Train a run directory created ahead (state ``queued``, e.g. by the app's launcher) from its config.yaml."""
     run = runs.load_run(run_dir)
     if run.state != "queued":
@@ -478,16 +534,28 @@ def train_queued(run_dir: str | Path) -> Path:
     if writer.cancel_requested():
         writer.set_status("cancelled", finished=runs.now())
         return run.path
-    return Trainer(run.typed_config(), writer).run()
+    return Trainer(_run_config(run, trust_remote_code), writer).run()
 
 
-def resume(run_dir: str | Path) -> Path:
-    """Continue a killed, failed or cancelled run from its last checkpoint, with its own config."""
+def resume(run_dir: str | Path, trust_remote_code: bool = False) -> Path:
+    """Continue a killed, failed or cancelled run from its last checkpoint, with its own config.
+
+    A run stopped before its first checkpoint restarts from step 0, its earlier records dropped.
+    """
     run = runs.load_run(run_dir)
-    if run.state in ("running",):
+    state = run.state
+    if state == "running":
         raise RuntimeError(f"{run_dir} is still running (pid {run.status.get('pid')}); it cannot be resumed twice")
-    if run.state == "done":
+    if state == "done":
         raise RuntimeError(f"{run_dir} has finished; there is nothing to resume")
+    cfg = _run_config(run, trust_remote_code)  # ConfigError naming config.yaml when it is damaged
     writer = runs.RunWriter(run.path)
+    problem = run.checkpoint_damage((runs.STATE_FILE,))  # cheap: the file's head and tail, not its tensors
+    if problem:
+        raise runs.RunFileError(
+            f"{run.path}: {problem}, so the run cannot resume from it. Fix: delete "
+            f"{run.path / runs.CHECKPOINT / runs.STATE_FILE} to restart the run from step 0, or train a new run"
+        )
     writer.clear_cancel()
-    return Trainer(run.typed_config(), writer, resume=writer.has_state()).run()
+    has_state = writer.has_state()
+    return Trainer(cfg, writer, resume=has_state, restart=not has_state).run()
