@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 from typing import Optional, Sequence
 
 
@@ -20,9 +25,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import resume, train, train_queued
 
     if args.resume:
-        path = resume(args.resume)
+        path = resume(args.resume, trust_remote_code=args.trust_remote_code)
     elif args.run_dir:
-        path = train_queued(args.run_dir)
+        path = train_queued(args.run_dir, trust_remote_code=args.trust_remote_code)
     else:
         if not args.config:
             raise SystemExit("train needs a CONFIG.yaml (or --resume RUN_DIR, or --run-dir RUN_DIR)")
@@ -52,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference import evaluate_run
 
-    results = evaluate_run(args.run_dir, tuple(args.splits))
+    results = evaluate_run(args.run_dir, tuple(args.splits), trust_remote_code=args.trust_remote_code)
     print(json.dumps(results, indent=2))
     return 0
 
@@ -113,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. --set train.max_steps=20")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed/failed/cancelled run from its checkpoint")
     p.add_argument("--run-dir", metavar="RUN_DIR", help="train a queued run directory created ahead (by the app's launcher)")
+    p.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP + " (with --resume / --run-dir)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="re-evaluate a run's model on its dev and test splits")
@@ -158,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="F", help="write the plotly figures to an HTML file")
     p.add_argument("--baseline", choices=["pad", "N"], default="pad", help="IG baseline for sequence tokens")
     p.add_argument("--keep-prompt", action="store_true", help="IG: keep the prompt in the baseline (it then gets 0 by construction)")
-    p.add_argument("--n-steps", type=int, default=50, help="IG integration steps")
-    p.add_argument("--internal-batch-size", type=int, help="IG: interpolation steps per forward pass (memory bound)")
-    p.add_argument("--batch-size", type=int, help="ISM: mutants per forward pass")
+    p.add_argument("--n-steps", type=positive_int, default=50, help="IG integration steps")
+    p.add_argument("--internal-batch-size", type=positive_int, help="IG: interpolation steps per forward pass (memory bound)")
+    p.add_argument("--batch-size", type=positive_int, help="ISM: mutants per forward pass")
     p.add_argument("--strict", action="store_true", help="stop at the first invalid record")
     p.add_argument("--device", help="cpu, cuda, ... (default: the run's model.device)")
     p.set_defaults(func=cmd_attribute)
@@ -176,18 +182,128 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="NAME", help="run only the cells of this grid (repeatable)")
     p.add_argument("--retry", action="store_true", help="rerun cells that timed out")
     p.set_defaults(func=cmd_study)
+
+    for name in ("evaluate", "predict", "attribute"):  # commands that load a run directory's model
+        sub.choices[name].add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+TRUST_HELP = (
+    "allow the model's own Python code when the run's config.yaml asks for it (model.trust_remote_code); "
+    "a run directory never switches it on by itself"
+)
+# files a command writes, by option: checked before any work so that a typo fails at once
+OUTPUT_OPTIONS = {"predict": ("out",), "attribute": ("out", "csv", "html")}
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse an output file that cannot be written (missing folder, a folder, read-only) before any work."""
+    from .config import ConfigError
+
+    for option in OUTPUT_OPTIONS.get(args.command, ()):
+        value = getattr(args, option, None)
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        flag = "--" + option.replace("_", "-")
+        folder = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise ConfigError(f"{flag} {value}: is a folder; give a file name inside it")
+        if not folder.is_dir():
+            raise ConfigError(f"{flag} {value}: the folder {folder} does not exist; create it first or write elsewhere")
+        if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise ConfigError(f"{flag} {value}: not writable; choose another path")
+
+
+def _project_errors() -> tuple[type, ...]:
+    """The error types whose messages are written for users: printed as they are."""
+    from .attribution_results import AttributionError
     from .config import ConfigError
     from .data import DataError
     from .encoding import EncodingError
+    from .inference import RunLoadError
     from .models import ModelError
+    from .runs import RunFileError
 
+    return (ConfigError, DataError, EncodingError, ModelError, RunLoadError, RunFileError, AttributionError)
+
+
+def _write_error_log(exc: BaseException, argv: Sequence[str]) -> Optional[Path]:
+    """The full traceback in a log file (``$LINGO_LOG_DIR``, else the temp folder); None if it cannot be written."""
+    folder = Path(os.environ.get("LINGO_LOG_DIR") or Path(tempfile.gettempdir()) / f"lingo-{os.getuid()}")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = folder / f"error-{stamp}-{os.getpid()}.log"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        text = "python -m lingo_core " + " ".join(argv) + "\n\n"
+        text += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        return None
+    return path
+
+
+def _raised_for_the_user(exc: BaseException) -> bool:
+    """A ValueError/RuntimeError raised by this package's own code (not deep inside a library): a message for users."""
+    if not isinstance(exc, (ValueError, RuntimeError)):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    package = str(Path(__file__).resolve().parent)
+    return bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(package)
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; every error ends as a message on stderr and a non-zero exit code.
+
+    Errors from bad input (the project's own types, missing files, refused values) print their
+    message and exit 2. Anything else is unexpected: one line naming it, the full traceback in a log
+    file whose path is printed, exit 1 (``LINGO_DEBUG=1`` re-raises instead).
+    """
+    from .inference import remote_code_allowed
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (ConfigError, DataError, EncodingError, ModelError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        check_output_paths(args)
+        with remote_code_allowed(bool(getattr(args, "trust_remote_code", False))):
+            return args.func(args)
+    except _project_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a missing file, a taken name, a full disk: the message says which
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of stdout went away (| head): nothing left to say
+        sys.stderr.close()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line and a pointer to the traceback
+        if os.environ.get("LINGO_DEBUG") == "1":
+            raise
+        message = str(exc).strip()
+        first = _one_line(message.splitlines()[0] if message else "")
+        if _raised_for_the_user(exc) and first:  # e.g. "... is still running; it cannot be resumed twice"
+            print(f"error: {first}", file=sys.stderr)
+            return 2
+        log = _write_error_log(exc, argv)
+        where = f"; full traceback in {log}" if log else ""
+        print(f"error: unexpected {type(exc).__name__}: {first or 'no message'}{where}", file=sys.stderr)
+        return 1
