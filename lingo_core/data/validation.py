@@ -144,13 +144,24 @@ def parse_binary_labels(frame: pd.DataFrame, columns: list[str], locate: Locator
     return matrix
 
 
-def require_two_classes(labels: np.ndarray, split: str, sources: list[str]) -> None:
-    """Raise :class:`DataError` when a single-label split holds fewer than two classes."""
+def require_two_classes(
+    labels: np.ndarray, split: str, sources: list[str], label_names: Optional[Sequence[str]] = None
+) -> None:
+    """Raise :class:`DataError` when a single-label split holds fewer than two classes.
+
+    ``labels`` may be class indices into ``label_names``; the message names the class as the data
+    wrote it (label '1'), never by its index.
+    """
     if labels.ndim != 1:
         return
     present = np.unique(labels)
     if present.size < 2:
-        found = f"only class {present[0]}" if present.size else "no records"
+        if not present.size:
+            found = "no records"
+        elif label_names is not None and 0 <= int(present[0]) < len(label_names):
+            found = f"only label '{label_names[int(present[0])]}'"
+        else:
+            found = "a single label for every record"
         raise DataError(
             f"{', '.join(sources)}: the {split} split has {found} ({labels.size} records), so it "
             "cannot train or evaluate a classifier. Fix: check the label column, or enlarge the split "
