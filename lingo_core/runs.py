@@ -337,6 +337,33 @@ class RunWriter:
         atomic_write_json(self.path / STATUS, status)
         return status
 
+    def record_failure(self, error: str, traceback_text: Optional[str] = None) -> bool:
+        """Mark the run ``failed`` with a one-line ``error``; never raises. True when it was recorded.
+
+        When the full status cannot be written (a full disk), a minimal status is written over the old
+        file in place, which needs no new disk blocks; if even that fails, the run reads as interrupted.
+        """
+        if not self.enabled:
+            return False
+        try:
+            self.set_status("failed", error=error, traceback=traceback_text, finished=now())
+            return True
+        except Exception:  # noqa: BLE001 - the disk may be full; fall back below
+            pass
+        try:
+            room = (self.path / STATUS).stat().st_size
+            for keep in (300, 120, 40, 0):  # fit into the old file's blocks when possible
+                minimal = json.dumps({"state": "failed", "error": error[:keep], "updated": now()}).encode("utf-8")
+                if len(minimal) <= room:
+                    break
+            with open(self.path / STATUS, "r+b") as handle:
+                handle.write(minimal)
+                handle.truncate(len(minimal))
+                handle.flush()
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
     def update_status(self, **fields: Any) -> None:
         if not self.enabled:
             return
@@ -716,7 +743,7 @@ class Run:
         present with a sound safetensors header) and checkpoint/*.pt (whole PyTorch zip files).
         """
         for check in (self._config_damage, self._status_damage, self._report_damage, self._log_damage,
-                      self._export_damage, self._checkpoint_damage):
+                      self.export_damage, self.checkpoint_damage):
             try:
                 problem = check()
             except Exception as exc:  # noqa: BLE001 - a check must never raise; an unforeseen failure is damage too
@@ -773,7 +800,8 @@ class Run:
                 return f"{name}: line {torn[0]}{more} is not a JSON record"
         return None
 
-    def _export_damage(self) -> Optional[str]:
+    def export_damage(self) -> Optional[str]:
+        """Why the export in adapter/ cannot be loaded (info file, weights), or None (also when there is none yet)."""
         folder = self.adapter_dir
         if not folder.exists():
             return f"the run is done but {ADAPTER}/ is missing" if self.state == "done" else None
@@ -798,8 +826,9 @@ class Run:
         problem = _safetensors_problem(weights)
         return f"{ADAPTER}/{weights.name} {problem}" if problem else None
 
-    def _checkpoint_damage(self) -> Optional[str]:
-        for name in (BEST_FILE, STATE_FILE):
+    def checkpoint_damage(self, names: tuple[str, ...] = (BEST_FILE, STATE_FILE)) -> Optional[str]:
+        """Why checkpoint/best.pt or state.pt (those present of ``names``) is not a whole PyTorch file, or None."""
+        for name in names:
             path = self.path / CHECKPOINT / name
             if path.exists():
                 problem = _torch_file_problem(path)
