@@ -321,6 +321,14 @@ def run_task_info(run: runs.Run) -> dict[str, Any]:
     return info
 
 
+def checked_run_config(run: runs.Run) -> LingoConfig:
+    """The run's typed config; :class:`ConfigError` when config.yaml is unreadable, truncated or invalid."""
+    problem = run.config_damage()
+    if problem:
+        raise ConfigError(f"{run.path}: {problem}. Fix: restore {run.path / runs.CONFIG} from a copy, or train the run again")
+    return run.typed_config()
+
+
 def _no_model_message(run: runs.Run) -> str:
     """Why a run without an export or best checkpoint has no model, and what to do, by its state."""
     status = run.status
@@ -350,7 +358,7 @@ def load_trained(
     or :class:`~lingo_core.config.ConfigError`, naming the file.
     """
     run = runs.load_run(run_dir)
-    cfg = run.typed_config()
+    cfg = checked_run_config(run)
     _allow_remote_code(cfg, run, trust_remote_code)
     if device:
         cfg.model.device = device

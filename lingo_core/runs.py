@@ -45,6 +45,7 @@ PREDICTIONS = "predictions_{split}.csv"  # per-sequence labels and probabilities
 STATES = ("queued", "running", "done", "failed", "cancelled")
 STATE_KEYS = ("loop", "trainable", "allocator", "optimizer", "scheduler", "rng", "total_step")  # in state.pt
 BEST_KEYS = ("step", "trainable")  # in best.pt
+CONFIG_KEYS = ("data", "encoding", "model", "adapter", "train", "output_dir")  # what every run's config.yaml holds
 _TEMPORARY = re.compile(r"^\.(" + "|".join(re.escape(n) for n in (
     "config.yaml", "status.json", "metrics.jsonl", "ranks.jsonl", "report.json", "data_report.json", "CANCEL",
     "state.pt", "best.pt", "lingo_adapter.json", "trainable.safetensors", "predictions_",
@@ -742,7 +743,7 @@ class Run:
         ranks.jsonl (only the last line may be torn), the export in adapter/ (its info file, weights
         present with a sound safetensors header) and checkpoint/*.pt (whole PyTorch zip files).
         """
-        for check in (self._config_damage, self._status_damage, self._report_damage, self._log_damage,
+        for check in (self.config_damage, self._status_damage, self._report_damage, self._log_damage,
                       self.export_damage, self.checkpoint_damage):
             try:
                 problem = check()
@@ -752,16 +753,24 @@ class Run:
                 return " ".join(problem.split())
         return None
 
-    def _config_damage(self) -> Optional[str]:
+    def config_damage(self) -> Optional[str]:
+        """Why config.yaml cannot be the config this run was made with (unreadable, incomplete, invalid), or None.
+
+        A run's config.yaml is fully resolved, so one that lacks a section is truncated: :meth:`typed_config`
+        would fill the gap with defaults, and loaders refuse it instead (``load_trained``, ``resume``).
+        """
         from .config import ConfigError
 
-        _, problem = self._read_config()
+        values, problem = self._read_config()
         if problem:
             return problem
+        missing = [key for key in CONFIG_KEYS if key not in values]
+        if missing:
+            return f"{CONFIG} lacks {', '.join(missing)}: it is truncated or was not written by LINGO"
         try:
             self.typed_config()
         except ConfigError as exc:
-            return f"{CONFIG} is not a valid config: {str(exc).split(': ', 1)[-1]}"
+            return f"{CONFIG} is not a valid config: {str(exc).split(CONFIG + ': ', 1)[-1]}"
         return None
 
     def _status_damage(self) -> Optional[str]:
@@ -774,10 +783,11 @@ class Run:
         return None
 
     def _report_damage(self) -> Optional[str]:
-        for name in (REPORT, DATA_REPORT):
-            problem = _json_object_problem(self.path / name, name)
+        done = self.state == "done"
+        for name in (DATA_REPORT, REPORT):  # both written by every finished run
+            problem = _json_object_problem(self.path / name, name, required=done)
             if problem:
-                return problem
+                return f"the run is done but {problem}" if problem.endswith("is missing") else problem
         report = self.report() or {}
         for key in ("dev", "test", "parameters"):
             if key in report and not isinstance(report[key], dict):

@@ -40,6 +40,7 @@ from .evaluate import metric_value
 from .inference import (
     EncodedSplit,
     attach_adapter,
+    checked_run_config,
     collate,
     encode_split,
     evaluate_split,
@@ -514,8 +515,8 @@ def _create_shared_run(cfg: LingoConfig) -> runs.RunWriter:
 
 
 def _run_config(run: runs.Run, trust_remote_code: bool) -> LingoConfig:
-    """A run directory's own config, with ``model.trust_remote_code`` granted only by the caller."""
-    cfg = run.typed_config()
+    """A run directory's own config (refused when damaged), with ``model.trust_remote_code`` granted only by the caller."""
+    cfg = checked_run_config(run)
     if cfg.model.trust_remote_code and not trust_remote_code:
         raise ConfigError(
             f"{run.path / runs.CONFIG} sets model.trust_remote_code: true, so training it would run Python code shipped "
