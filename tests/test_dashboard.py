@@ -217,16 +217,22 @@ def summary(**kw) -> dict:
 
 
 def test_runs_and_compare_tables():
-    running = summary(id="20261125-160000-lora-demo_motifs-0001", state="running", progress={"fraction": 0.25}, test_mcc=None, trainable_percent=None, best_dev_mcc=None)
-    table = dash.runs_table([summary(), running])
-    assert list(table.columns) == ["run", "status", "progress %", "method", "task", "best dev MCC", "trainable %"]
-    assert table["status"].tolist() == ["done", "running"]
-    assert table["progress %"].tolist() == [100.0, 25.0]
-    assert table["best dev MCC"].iloc[0] == 0.8123 and table["best dev MCC"].isna().iloc[1]
+    running = summary(id="20261125-160000-lora-demo_motifs-0001", state="running", progress={"fraction": 0.25}, test_mcc=None, trainable_percent=None, best_dev_mcc=None, method=None)
+    damaged = summary(id="broken", state="unknown", damage="status.json holds a list instead of a JSON object", progress=[1, 2])
+    table = dash.runs_table([summary(), running, damaged])
+    assert list(table.columns) == dash.RUNS_COLUMNS
+    assert table["run"].tolist() == ["runs?run=20261125-153000-ars-demo_motifs-3f2a", "runs?run=20261125-160000-lora-demo_motifs-0001", "runs?run=broken"]
+    assert table["status"].tolist() == ["done", "running", "damaged"]
+    assert table["progress"].tolist() == ["100 %", "25 %", "–"]
+    assert table["best dev MCC"].tolist() == ["0.812", "–", "0.812"] and table["method"].iloc[1] == "–"
+    assert table["problem"].tolist() == ["", "", "status.json holds a list instead of a JSON object"]
+    assert not table.isna().any().any() and "None" not in table.to_numpy().ravel().tolist()  # never a literal None
     compare = dash.compare_table([summary(), running])
     assert list(compare.columns) == dash.COMPARE_COLUMNS
+    assert dash.COMPARE_COLUMNS.index("best dev MCC") < dash.COMPARE_COLUMNS.index("wall time (s)")  # not cut off at the right
     assert compare["wall time (s)"].iloc[0] == 123.5 and compare["MCC"].isna().iloc[1]
     assert dash.runs_table([]).empty and dash.compare_table([]).empty
+    assert dash.run_link("a b/c") == "runs?run=a%20b%2Fc"
 
 
 def test_short_run_labels_are_readable_and_unique():
@@ -265,7 +271,7 @@ def test_figures_build_from_records_and_from_nothing():
     for name, fig in figures.items():
         assert isinstance(fig, go.Figure), name
         fig.to_json()  # serialisable, as st.plotly_chart needs
-    assert len(figures["budget"].data) == 5  # schedule, active, recorded, pruned, reintroduced
+    assert len(figures["budget"].data) == 5  # schedule, pruned, reintroduced, active, recorded
     assert len(figures["lambda"].data) == 4 + 3  # four |lambda| lines + three event kinds
     heat = figures["heatmap"].data[0]
     assert np.asarray(heat.z).shape == (3, 3) and list(heat.y) == MODULES
@@ -275,3 +281,121 @@ def test_figures_build_from_records_and_from_nothing():
     assert isinstance(dash.budget_figure(dash.budget_frame([])), go.Figure)
     assert isinstance(dash.lambda_figure(*dash.lambda_frames([], "m"), "m"), go.Figure)
     assert isinstance(dash.dev_figure(dash.dev_frame([])), go.Figure)
+
+
+# -- issue 11: charts that read at a glance ------------------------------------------------------------------
+def test_budget_chart_draws_the_curves_over_the_bars_on_an_integer_event_axis():
+    schedule = BudgetSchedule(12, 6, 4, 4, 20)
+    fig = dash.budget_figure(dash.budget_frame(ranks_records(), schedule), dash.schedule_frame(schedule))
+    lines = [t for t in fig.data if t.type == "scatter"]
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert {t.yaxis for t in lines} == {"y2"} and {t.yaxis for t in bars} == {"y"}
+    assert fig.layout.yaxis2.overlaying == "y"  # plotly draws the overlaying axis's traces on top: b(t) over the bars
+    events = fig.layout.yaxis
+    assert events.tickformat == "d" and events.dtick >= 1 and events.side == "right" and events.showgrid is False
+    assert events.range[1] >= 3 * 3  # at most 3 events per allocation: the bars fill the lower third
+    assert events.title.font.color == dash.SECONDARY
+    plan_only = dash.budget_figure(dash.budget_frame([]), dash.schedule_frame(schedule))  # the Train page's preview
+    assert [t.yaxis for t in plan_only.data] == ["y"] and plan_only.layout.yaxis.title.text == "total rank"
+
+
+def test_lambda_chart_with_a_single_allocation_shows_points_at_a_whole_step():
+    values, events = dash.lambda_frames(ranks_records()[:1], MODULES[0])
+    fig = dash.lambda_figure(values, events, MODULES[0])
+    lines = [t for t in fig.data if t.name.startswith("λ")]
+    assert lines and all("markers" in t.mode for t in lines)
+    assert list(fig.layout.xaxis.tickvals) == [4] and list(fig.layout.xaxis.ticktext) == ["4"]
+    many = [{**ranks_records()[0], "step": s} for s in range(0, 400, 10)]
+    fig = dash.lambda_figure(*dash.lambda_frames(many, MODULES[0]), MODULES[0])
+    assert fig.layout.xaxis.tickformat == "d" and all(t.mode == "lines" for t in fig.data if t.name.startswith("λ"))
+
+
+def test_cost_chart_labels_every_log_tick_and_leaves_room_for_point_labels():
+    table = dash.compare_table([summary(trainable_percent=0.2, test_mcc=0.5), summary(id="x", trainable_percent=1.3, test_mcc=0.7), summary(id="y", trainable_percent=12.0, test_mcc=0.8)])
+    fig = dash.cost_figure(table)
+    axis = fig.layout.xaxis
+    assert axis.type == "log" and list(axis.tickvals) == [0.2, 0.5, 1, 2, 5, 10, 20]
+    assert list(axis.ticktext) == ["0.2 %", "0.5 %", "1 %", "2 %", "5 %", "10 %", "20 %"]  # never a bare "2 5 1 2 5 10"
+    assert fig.data[0].cliponaxis is False and fig.layout.yaxis.range[1] > 0.8 + 0.05  # the top label fits
+    close = dash.cost_figure(dash.compare_table([summary(trainable_percent=1.0), summary(id="x", trainable_percent=1.2)]))
+    assert close.layout.xaxis.type is None and close.layout.xaxis.ticksuffix == " %"
+
+
+def test_every_rank_heat_map_uses_one_scale_from_0_to_init_r():
+    records = ranks_records()
+    heat = dash.rank_heatmap_figure(*dash.rank_heatmap_data(records), zmax=8).data[0]
+    pattern = dash.rank_pattern_figure(dash.rank_pattern_frame(records[-1]["active"]), zmax=8).data[0]
+    for trace in (heat, pattern):
+        assert (trace.zmin, trace.zmax, trace.colorscale[0][1]) == (0, 8, heat.colorscale[0][1])
+        assert trace.colorbar.dtick == 1
+    auto = dash.rank_heatmap_figure(*dash.rank_heatmap_data(records)).data[0]
+    assert auto.zmax == 4  # unknown init_r: the largest rank recorded, never a scale that moves per chart
+
+
+def test_live_progress_moves_with_the_step_counter_and_the_clock():
+    import datetime as dt
+
+    now = 1_800_000_000.0
+    stamp = dt.datetime.fromtimestamp(now - 40, dt.timezone.utc).isoformat(timespec="seconds")
+    status = {"state": "running", "updated": stamp, "progress": {"step": 5, "total_step": 25, "elapsed_s": 50.0}}
+    live = dash.live_progress(status, 9, None, now)
+    assert live["step"] == 9 and live["total"] == 25
+    assert live["elapsed_s"] == pytest.approx(90.0)  # 50 s at step 5, and 40 s since
+    assert live["eta_s"] == pytest.approx(10.0 * (25 - 9))  # 10 s per step, as measured at step 5
+    done = dash.live_progress({**status, "state": "done"}, 25, 25, now + 1000)
+    assert done["elapsed_s"] == 50.0 and done["eta_s"] is None  # a finished run's clock stops
+    assert dash.live_progress({"state": "running"}, 0, None, now) == {"step": 0, "total": None, "elapsed_s": None, "eta_s": None}
+    assert [dash.duration_text(s) for s in (None, 45, 600, 3900)] == ["–", "45 s", "10 min", "1 h 05 min"]
+
+
+def test_poll_interval_backs_off_and_stops():
+    assert dash.poll_interval("running", 0) == 2.0
+    assert dash.poll_interval("running", 60) == 5.0 and dash.poll_interval("running", 600) == 15.0
+    assert dash.poll_interval("queued", 0) == 5.0 and dash.poll_interval("queued", 600) == 15.0
+    for state in ("done", "failed", "cancelled", "interrupted", "unknown", None):
+        assert dash.poll_interval(state, 0) is None
+
+
+def test_logo_headroom_keeps_the_tallest_letters_inside_the_frame():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1)
+    axes[0].bar([0, 1], [0.3, -0.1])
+    axes[0].set_ylim(-0.1, 0.3)  # what logomaker does: limits at the tallest stack exactly
+    axes[1].set_ylim(0.0, 1.0)
+    dash.logo_headroom(fig)
+    low, high = axes[0].get_ylim()
+    assert high >= 0.3 + 0.15 * 0.4 - 1e-9 and low <= -0.1 - 0.15 * 0.4 + 1e-9
+    assert axes[1].get_ylim()[0] == 0.0 and axes[1].get_ylim()[1] > 1.0
+    plt.close(fig)
+
+
+def test_time_estimate_is_steps_times_the_measured_or_benchmarked_cost():
+    from pages._estimate import SETUP_S, Work, benchmarked_cost, estimate, measured_cost, tokens_per_sequence, work_of
+
+    config = {"train": {"batch_size": 16, "grad_accum": 1, "eval_every": 50}}
+    report = {"wall_time_s": 600.0, "total_step": 250, "plan": {"eval_every": 50}}
+    data = {"token_stats": {"mean_tokens": 62.0}, "counts": {"train": {"total": 2000}, "dev": {"total": 300}, "test": {"total": 300}}}
+    cost = measured_cost(config, {"state": "done"}, report, data)
+    work = work_of(config, 250, 50, 300, 0, 62.0)
+    assert cost == pytest.approx(600.0 / work.units)
+    same = work_of(config, 250, 50, 300, 300, 62.0)
+    guess = estimate(same, "minilm-l6", [("minilm-l6", cost), ("other-model", 1.0)])
+    assert "measured on 1 earlier minilm-l6 run" in guess.basis
+    assert guess.seconds == pytest.approx(SETUP_S + 600.0 + cost * 300 * 62.0 / 3)  # plus the test evaluation
+    assert guess.per_step_s == pytest.approx(cost * 16 * 62.0)
+    twice = estimate(work_of(config, 500, 50, 300, 300, 62.0), "minilm-l6", [("minilm-l6", cost)])
+    assert twice.seconds > 1.8 * (guess.seconds - SETUP_S)  # twice the steps: about twice the time
+    bench = estimate(same, "minilm-l6", [], gflops=184.0)
+    assert "benchmarked" in bench.basis and bench.per_step_s == pytest.approx(0.51 / 1024 * 16 * 62.0)
+    slower = estimate(same, "minilm-l6", [], gflops=92.0)
+    assert slower.seconds - SETUP_S == pytest.approx(2 * (bench.seconds - SETUP_S))  # half the speed here: twice the time
+    assert estimate(same, "some/unknown-model", [], gflops=184.0) is None  # size unknown until the model is loaded
+    assert estimate(same, "some/unknown-model", [], model_params=45.4e6, gflops=184.0).per_step_s == pytest.approx(2 * bench.per_step_s)
+    assert tokens_per_sequence(100, "native", 6, 512) == pytest.approx(14 + 100 / 2.07)
+    assert tokens_per_sequence(10_000, "nucleotide", 6, 512) == 512
+    assert benchmarked_cost(22.7e6, 184.0) == pytest.approx(0.51 / 1024)
+    assert isinstance(work, Work)
