@@ -15,7 +15,29 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # `streamlit run` from another folder, or AppTest
     sys.path.insert(0, str(ROOT))
 
-st.set_page_config(page_title="LINGO", page_icon=":material/genetics:", layout="wide")
+@st.cache_resource(show_spinner=False)
+def favicon():
+    """A small double helix drawn here and served by this app: a ``:material/...:`` page icon would be
+    fetched from a font CDN, which fails offline."""
+    import math
+
+    from PIL import Image, ImageDraw
+
+    size = 64
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((0, 0, size - 1, size - 1), radius=14, fill=(139, 26, 26, 255))
+    strand = [(12 + 40 * (0.5 + 0.5 * math.sin(y / 9.0)), y) for y in range(6, 59)]
+    other = [(12 + 40 * (0.5 - 0.5 * math.sin(y / 9.0)), y) for y in range(6, 59)]
+    for y in range(10, 58, 8):
+        a, b = strand[y - 6], other[y - 6]
+        draw.line((a, b), fill=(255, 214, 153, 255), width=3)
+    draw.line(strand, fill=(255, 255, 255, 255), width=5)
+    draw.line(other, fill=(255, 255, 255, 255), width=5)
+    return image
+
+
+st.set_page_config(page_title="LINGO", page_icon=favicon(), layout="wide")
 
 PAGES = [
     st.Page(str(ROOT / "pages" / "home.py"), title="Home", icon=":material/home:", url_path="home", default=True),

@@ -1,23 +1,32 @@
 """Streamlit glue shared by the pages: the runs folder, run pickers, cached models and uploads.
 
 Not a page itself (``app.py`` lists the pages with ``st.navigation``). Heavy objects are created
-lazily inside cached functions, never at import time.
+lazily inside cached functions, never at import time. Everything a user or a file controls that is
+shown as markdown goes through :func:`md` (escaped: a FASTA header cannot become a link or an
+image), and every engine message shown on a page goes through :func:`page_words` (the file name the
+user uploaded instead of an internal path, the fields on the page instead of command-line flags).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import json
+import math
+import os
 import re
+import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import streamlit as st
 
 from lingo_core import launcher
 from lingo_core.adapters import has_rank_budget
 from lingo_core.plots.charts import STATE_ICONS
-from lingo_core.runs import Run, list_runs
+from lingo_core.runs import CHECKPOINT, CONFIG, DATA_REPORT, METRICS, RANKS, REPORT, STATUS, Run, list_runs
 
 
 def _leave_legacy_pages_mode() -> None:
@@ -40,9 +49,12 @@ def _leave_legacy_pages_mode() -> None:
 _leave_legacy_pages_mode()
 
 UPLOAD_LIMIT_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
-MAX_PASTE_CHARS = 200_000  # pasted sequences on Predict / Attribute
+MAX_PASTE_CHARS = 200_000  # pasted sequences on Predict / Attribute (the text box refuses more)
+MAX_SEQUENCE_NT = 10_000  # one sequence the dashboard scores (about 20 windows of the default model)
+MAX_TOTAL_NT = 2_000_000  # all sequences of one Predict request
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 RUN_NAME = launcher.RUN_NAME
+LIVE_STATES = ("queued", "running")
 
 
 def runs_root() -> Path:
@@ -50,9 +62,177 @@ def runs_root() -> Path:
     return launcher.runs_root()
 
 
-def all_runs() -> list[Run]:
-    """Every run under the runs folder, newest first."""
-    return list_runs(runs_root())
+# -- text shown as markdown ----------------------------------------------------------------------------
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&@])")  # markdown, GFM autolinks, Streamlit directives, LaTeX
+
+
+def md(text: Any) -> str:
+    """``text`` verbatim inside ``st.markdown``/``st.error``/...: every character markdown could read as
+    markup is backslash-escaped (CommonMark allows it for any ASCII punctuation), so ``{__class__}``
+    shows as typed and a FASTA header such as ``[x](http://evil)``, ``www.evil.com`` or
+    ``![img](...)`` stays text: no link, no image, no Streamlit ``:colour[...]`` or ``:material/...:``
+    directive, no LaTeX; a new line becomes a space."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\r", " ").replace("\n", " ")
+
+
+_PAGE_PHRASES: list[tuple[str, str]] = [
+    # engine advice -> what to change on the page (fields are filled in by page_words)
+    (r"\s*\(e\.g\. --set [^)]*\)", ""),
+    (r"set data\.sequence_column / data\.label_columns / data\.id_column", "set {seq} and {label} to your file's column names"),
+    (r"pass the sequence/id column name \(--sequence-column / --id-column\)", "type your file's column names into {seq} and {id}"),
+    (r", or set data\.labels_table to a CSV with id and label columns", ""),
+    (r"Fix: set data\.iupac=n to map [^.]*\.", "Fix: replace them by N in the file."),
+    (r"data\.sequence_column", "{seq}"),
+    (r"data\.label_columns", "{label}"),
+    (r"data\.id_column", "{id}"),
+    (r"data\.max_train", "{max_train}"),
+    (r"data\.max_eval", "{max_eval}"),
+    (r"\s*\([^()]*--[a-z][a-z-]*[^()]*\)", ""),  # any other parenthesis that gives a command-line flag
+    (r"\s*--set \S+", ""),
+]
+
+
+def page_words(message: Any, fields: Optional[Mapping[str, str]] = None, paths: Optional[Mapping[Any, str]] = None) -> str:
+    """An engine message in the page's own words, as escaped markdown.
+
+    ``paths`` maps internal paths (a stored upload under a content hash) to what the user knows
+    (the name of the file they uploaded); ``fields`` maps ``seq``, ``label``, ``id``, ``max_train``,
+    ``max_eval`` to the labels of the fields on this page. Command-line flags and config keys are
+    replaced by those fields (or dropped); everything else, user text included, is shown verbatim.
+    """
+    names = {"seq": "Sequence column", "label": "Label column", "id": "Id column", "max_train": "Max training sequences", "max_eval": "Max dev/test sequences"}
+    names.update(fields or {})
+    marks: list[str] = []  # markdown to put back after escaping, at \x00<n>\x00
+
+    def mark(markdown: str) -> str:
+        marks.append(markdown)
+        return f"\x00{len(marks) - 1}\x00"
+
+    text = str(message)
+    for path, name in (paths or {}).items():
+        for variant in sorted({str(path), str(Path(path).resolve())} - {""}, key=len, reverse=True):
+            text = text.replace(variant, mark(f"**{md(name)}**"))
+    for pattern, replacement in _PAGE_PHRASES:
+        text = re.sub(pattern, lambda m, r=replacement: re.sub(r"\{(\w+)\}", lambda f: mark(f"the **{md(names.get(f.group(1), f.group(1)))}** field"), r), text)
+    return re.sub(r"\x00(\d+)\x00", lambda m: marks[int(m.group(1))], md(text))
+
+
+def show_exception(prefix: str, exc: BaseException, **words: Any) -> None:
+    """An inline error for a failure caused by user input or data, without a traceback dump."""
+    st.error(f"{md(prefix)}: {page_words(exc, **words)}")
+
+
+# -- runs, read once per script run and never fatal ------------------------------------------------------
+@dataclasses.dataclass
+class RunInfo:
+    """What the pages need of one run, read once (files are re-read only when they change).
+
+    ``damage`` is :attr:`lingo_core.runs.Run.damage` (a one-line reason, or None); a damaged run is
+    listed as damaged and never crashes a page.
+    """
+
+    run: Run
+    state: str
+    status: dict[str, Any]
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    damage: Optional[str]
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    def value(self, section: str, key: str) -> Any:
+        values = self.config.get(section)
+        return values.get(key) if isinstance(values, dict) else None
+
+    @property
+    def method(self) -> Optional[str]:
+        return _text_or_none(self.value("adapter", "method"))
+
+    @property
+    def task(self) -> Optional[str]:
+        return _text_or_none(self.value("data", "task"))
+
+    @property
+    def model_name(self) -> Optional[str]:
+        return _text_or_none(self.value("model", "name"))
+
+    @property
+    def test_mcc(self) -> Optional[float]:
+        return _finite_or_none(self.summary.get("test_mcc"))
+
+    @property
+    def has_model(self) -> bool:
+        return not self.damage and _safe(lambda: self.run.has_model, False)
+
+
+def _text_or_none(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def _finite_or_none(value: Any) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _safe(action: Callable[[], Any], default: Any) -> Any:
+    try:
+        return action()
+    except Exception:  # noqa: BLE001 - a damaged run directory must never crash a page
+        return default
+
+
+_FILES = (CONFIG, STATUS, REPORT, DATA_REPORT, METRICS, RANKS, "adapter/lingo_adapter.json", f"{CHECKPOINT}/best.pt", f"{CHECKPOINT}/state.pt")
+_INFO_CACHE: "OrderedDict[str, tuple[tuple, dict, dict, Optional[str]]]" = OrderedDict()
+_INFO_LOCK = threading.Lock()
+
+
+def _files_stamp(path: Path) -> tuple:
+    stamp = []
+    for name in _FILES:
+        try:
+            st_ = os.stat(path / name)
+            stamp.append((st_.st_mtime_ns, st_.st_size, st_.st_ino))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
+def run_info(run: Run) -> RunInfo:
+    """A :class:`RunInfo` for ``run``; its summary, config and damage are cached until a file changes."""
+    status = _safe(lambda: run.status, {"state": "unknown"})
+    status = status if isinstance(status, dict) else {"state": "unknown"}
+    state = status.get("state") if isinstance(status.get("state"), str) else "unknown"
+    key = str(run.path)
+    stamp = (_files_stamp(run.path), state)
+    with _INFO_LOCK:
+        cached = _INFO_CACHE.get(key)
+    if cached is not None and cached[0] == stamp:
+        _, config, summary, damage = cached
+    else:
+        config = _safe(lambda: run.config, {})
+        damage = _safe(lambda: run.damage, "cannot be read")
+        summary = _safe(run.summary, None) or {"id": run.id, "state": state}
+        summary = {**summary, "state": state, "damage": damage}
+        with _INFO_LOCK:
+            _INFO_CACHE[key] = (stamp, config, summary, damage)
+            _INFO_CACHE.move_to_end(key)
+            while len(_INFO_CACHE) > 2000:
+                _INFO_CACHE.popitem(last=False)
+    return RunInfo(run, state, status, config if isinstance(config, dict) else {}, summary, damage)
+
+
+def all_runs() -> list[RunInfo]:
+    """Every run under the runs folder, newest first (by creation time), damaged ones included."""
+    return [run_info(r) for r in _safe(lambda: list_runs(runs_root()), [])]
 
 
 def state_text(state: Optional[str]) -> str:
@@ -60,12 +240,19 @@ def state_text(state: Optional[str]) -> str:
     return f"{STATE_ICONS.get(state, '')} {state}"
 
 
-def run_label(run: Run) -> str:
-    """``20261125-... · ars · demo/motifs`` for pickers (no state: a keyed selectbox keeps its first labels)."""
-    task = run.task or "?"
+def run_label(info: RunInfo, with_score: bool = False) -> str:
+    """``20261125-... · ars · demo/motifs`` for pickers; with ``with_score`` its test MCC too (or that it is
+    still training). Damaged runs say so."""
+    task = info.task or "?"
     if "/" in task and Path(task).is_absolute():
         task = Path(task).name
-    return f"{run.id} · {run.method or '?'} · {task}"
+    label = f"{info.id} · {info.method or '?'} · {task}"
+    if info.damage:
+        return label + " · damaged"
+    if with_score:
+        mcc = info.test_mcc
+        label += f" · test MCC {mcc:.3f}" if mcc is not None else " · still training (best checkpoint so far)"
+    return label
 
 
 def typed_config(run: Run) -> Optional[Any]:
@@ -77,48 +264,197 @@ def typed_config(run: Run) -> Optional[Any]:
         return None
 
 
-def initial_rank(run: Run) -> Optional[int]:
+def initial_rank(run: Run, ranks: Optional[Sequence[Mapping[str, Any]]] = None) -> Optional[int]:
     """The per-module rank a budget method starts from (``adapter.adalora.init_r``): the top of the
-    colour scale of rank charts. None for other methods and broken configs."""
+    colour scale of every rank chart. From the config, else from the recorded |λ| vectors (one per
+    initial rank); None for other methods."""
     if not has_rank_budget(run.method):
         return None
     cfg = typed_config(run)
-    return int(cfg.adapter.adalora.init_r) if cfg is not None else None
+    if cfg is not None:
+        return int(cfg.adapter.adalora.init_r)
+    sizes = [len(v) for r in (ranks or [])[:1] for v in (r.get("lambdas") or {}).values() if isinstance(v, list)]
+    return max(sizes) if sizes else None
+
+
+def default_live_run(infos: Sequence[RunInfo]) -> Optional[str]:
+    """The run the Runs page opens by default: the one training now, else the next queued, else the newest."""
+    for wanted in ("running", "queued"):
+        for info in infos:
+            if info.state == wanted and not info.damage:
+                return info.id
+    return infos[0].id if infos else None
+
+
+def best_finished_run(infos: Sequence[RunInfo]) -> Optional[str]:
+    """The run Predict and Attribute open by default: of the finished runs of the most recent task
+    (the task of the newest finished run), the one with the best test MCC."""
+    done = [i for i in infos if i.state == "done" and i.has_model]
+    if not done:
+        return None
+    task = done[0].task  # infos are newest first
+    same = [i for i in done if i.task == task]
+    return max(same, key=lambda i: (i.test_mcc if i.test_mcc is not None else -2.0)).id
 
 
 def pick_run(
     label: str,
-    runs: Sequence[Run],
+    infos: Sequence[RunInfo],
     key: str,
-    accept: Optional[Callable[[Run], bool]] = None,
+    accept: Optional[Callable[[RunInfo], bool]] = None,
     help: Optional[str] = None,
-) -> Optional[Run]:
-    """A run selectbox; defaults to ``?run=`` in the URL, then the last run chosen anywhere, then the newest.
-
-    The choice is remembered in ``st.session_state["selected_run"]`` and the URL so other pages
-    and reloads open the same run.
+    default: Optional[str] = None,
+    with_score: bool = False,
+    share: str = "selected_run",
+) -> Optional[RunInfo]:
+    """A run selectbox. Opens ``?run=`` from the URL when a link just opened it, else the choice made
+    earlier on this page, else the run last chosen on a page of the same kind (``share``: the Runs
+    page and the launch buttons share ``selected_run``; Predict and Attribute share
+    ``selected_model_run``), else ``default`` (see :func:`default_live_run`, :func:`best_finished_run`),
+    else the newest.
     """
-    choices = [r for r in runs if accept is None or accept(r)]
+    choices = [i for i in infos if accept is None or accept(i)]
     if not choices:
         return None
-    ids = [r.id for r in choices]
-    by_id = {r.id: r for r in choices}
+    ids = [i.id for i in choices]
+    by_id = {i.id: i for i in choices}
     from_url = st.query_params.get("run")
     url_seen = f"_{key}_url"
     if from_url in ids and st.session_state.get(url_seen) != from_url:  # a link just opened this run
         st.session_state[key] = from_url
     elif key not in st.session_state or st.session_state[key] not in ids:
-        wanted = st.session_state.get("selected_run")
-        st.session_state[key] = wanted if wanted in ids else ids[0]
-    chosen = st.selectbox(label, ids, key=key, format_func=lambda i: run_label(by_id[i]), help=help)
+        wanted = st.session_state.get(share)
+        if wanted not in ids:
+            wanted = default if default in ids else ids[0]
+        st.session_state[key] = wanted
+    chosen = st.selectbox(label, ids, key=key, format_func=lambda i: run_label(by_id[i], with_score), help=help)
     if chosen is not None:
-        st.session_state["selected_run"] = chosen
+        st.session_state[share] = chosen
         st.session_state[url_seen] = chosen
         if from_url != chosen:
             st.query_params["run"] = chosen
     return by_id.get(chosen)
 
 
+def show_damage(info: RunInfo) -> None:
+    """A damaged run, shown as such: what is wrong, and that every other run is unaffected."""
+    st.error(
+        f"Run **{md(info.id)}** is damaged: {md(info.damage)}. Nothing of it can be shown or used here; "
+        "every other run is unaffected. Restore the file from a copy, or delete the run folder."
+    )
+
+
+# -- reading only what is new -----------------------------------------------------------------------------
+@dataclasses.dataclass
+class JsonlTail:
+    """The records of a growing JSONL file (metrics.jsonl, ranks.jsonl), reading only what was
+    appended since the last :meth:`read`: a live page that polls every few seconds parses each
+    line once. A file that was rewritten (resume truncates it; a restart removes it) is noticed
+    by its inode, size and first bytes, and read again from the start. A torn last line waits for
+    its end; a line that is not a JSON object is skipped."""
+
+    path: Path
+    offset: int = 0
+    inode: Optional[int] = None
+    head: bytes = b""
+    records: list = dataclasses.field(default_factory=list)
+    bytes_read: int = 0  # by the last read
+
+    def read(self) -> bool:
+        """Read what is new; True when the records changed."""
+        self.bytes_read = 0
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            changed = bool(self.records)
+            self.offset, self.inode, self.head, self.records = 0, None, b"", []
+            return changed
+        reset = False
+        if stat.st_ino != self.inode or stat.st_size < self.offset:
+            reset = True
+        elif self.head and stat.st_size >= len(self.head):
+            try:
+                with open(self.path, "rb") as handle:
+                    reset = handle.read(len(self.head)) != self.head
+            except OSError:
+                reset = True
+        if reset:
+            changed = bool(self.records)
+            self.offset, self.inode, self.head, self.records = 0, stat.st_ino, b"", []
+        else:
+            changed = False
+        if stat.st_size <= self.offset:
+            return changed
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(stat.st_size - self.offset)
+        except OSError:
+            return changed
+        end = data.rfind(b"\n")
+        if end < 0:
+            return changed
+        chunk = data[: end + 1]
+        if self.offset == 0:
+            self.head = chunk[:64]
+        self.offset += len(chunk)
+        self.bytes_read = len(chunk)
+        for raw in chunk.splitlines():
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw.decode("utf-8"))
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(value, dict):
+                self.records.append(value)
+                changed = True
+        return changed
+
+
+def tail(path: Path) -> JsonlTail:
+    """This session's :class:`JsonlTail` of ``path``, brought up to date."""
+    tails = st.session_state.setdefault("_jsonl_tails", {})
+    reader = tails.get(str(path))
+    if reader is None:
+        reader = tails[str(path)] = JsonlTail(Path(path))
+    reader.read()
+    return reader
+
+
+# -- checkpoints: what a cancel loses, why a run cannot resume -------------------------------------------
+def step_plan(run: Run) -> Optional[Any]:
+    """The run's step plan (steps, dev evaluation and checkpoint intervals), from its config and the
+    training-set size its data report recorded; None when either cannot be read."""
+    from lingo_core.plan import plan_steps
+
+    cfg = typed_config(run)
+    report = _safe(run.data_report, None) or {}
+    counts = report.get("counts") if isinstance(report.get("counts"), dict) else {}
+    n_train = (counts.get("train") or {}).get("total") if isinstance(counts.get("train"), dict) else None
+    if cfg is None or not isinstance(n_train, int) or n_train < 1:
+        return None
+    return _safe(lambda: plan_steps(cfg, n_train), None)
+
+
+def checkpoint_steps(run: Run, step: int, metrics: Sequence[Mapping[str, Any]] = ()) -> tuple[Optional[int], Optional[int]]:
+    """(the step the saved checkpoint holds, the step of the next checkpoint) for a run at ``step``.
+
+    Checkpoints are written at every ``checkpoint_every`` steps (the dev evaluation interval by
+    default) and at the last step. Without a plan, the last dev evaluation stands in.
+    """
+    plan = step_plan(run)
+    has = _safe(lambda: run.has_checkpoint, False)
+    if plan is not None:
+        every = max(1, int(plan.checkpoint_every))
+        last = (step // every) * every if has else None
+        following = min(((step // every) + 1) * every, plan.total_step)
+        return (last or None) if has else None, following
+    evals = [int(m["step"]) for m in metrics if "dev_mcc" in m and isinstance(m.get("step"), int)]
+    return (max(evals) if evals and has else None), None
+
+
+# -- uploads ---------------------------------------------------------------------------------------------
 def sanitize_filename(name: str) -> str:
     """A safe file name from a user-supplied one: base name only, odd characters replaced."""
     base = Path(str(name).replace("\\", "/")).name
@@ -142,8 +478,89 @@ def save_upload(data: bytes, name: str, root: Optional[Path] = None) -> Path:
 def upload_too_big(size: int) -> Optional[str]:
     """An error message when an upload exceeds the app's limit, else None."""
     if size > UPLOAD_LIMIT_MB * 1024 * 1024:
-        return f"The file is {size / 1024 / 1024:.1f} MB; the dashboard accepts files up to {UPLOAD_LIMIT_MB} MB. Use the CLI for larger files."
+        return (
+            f"The file is {size / 1024 / 1024:.1f} MB; the dashboard accepts files up to {UPLOAD_LIMIT_MB} MB. "
+            "Split it into smaller files, or subsample it before uploading."
+        )
     return None
+
+
+_NEGATIVE_LABEL = re.compile(r"^(0|no|n|neg|negative|false|f|other|others|none|non\b.*|non-.*|not\b.*|not-.*|background|random|control|decoy|absent|unbound|low)$", re.I)
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        return float(text) == int(float(text))
+    except (ValueError, OverflowError):
+        return False
+
+
+def label_mapping(values: Sequence[str]) -> Optional[dict[str, int]]:
+    """Classes for text labels (``promoter``/``other``): None when every label is already an integer.
+
+    A label that reads as "negative" (other, negative, no, non-…, background…) becomes class 0 when
+    exactly one does; otherwise classes follow alphabetical order.
+    """
+    distinct = sorted({str(v).strip() for v in values if str(v).strip()})
+    if not distinct or all(_is_integer(v) for v in distinct):
+        return None
+    negative = [v for v in distinct if _NEGATIVE_LABEL.match(v)]
+    order = negative + [v for v in distinct if v not in negative] if len(negative) == 1 else distinct
+    return {value: index for index, value in enumerate(order)}
+
+
+def map_text_labels(data: bytes, name: str, label_columns: Sequence[str]) -> Optional[tuple[bytes, dict[str, int]]]:
+    """Text class labels of an uploaded CSV/TSV (one label column) or FASTA (``>id|label``) file
+    rewritten as class numbers: ``(new bytes, {label: class})``, or None when there is nothing to map
+    (integer labels, several label columns, or a file the loader will report on itself)."""
+    suffix = Path(name).suffix.lower()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if suffix in (".csv", ".tsv"):
+        if len(label_columns) != 1:
+            return None
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        except Exception:  # noqa: BLE001 - the loader says what is wrong with the file
+            return None
+        column = label_columns[0]
+        if column not in frame.columns:
+            return None
+        mapping = label_mapping(list(frame[column]))
+        if mapping is None:
+            return None
+        frame[column] = [str(mapping[v.strip()]) if v.strip() in mapping else v for v in frame[column]]
+        return frame.to_csv(index=False, sep="\t" if suffix == ".tsv" else ",").encode(), mapping
+    if suffix in (".fa", ".fasta", ".fna"):
+        lines = text.splitlines(keepends=True)
+        labels = []
+        for line in lines:
+            if line.startswith(">"):
+                token = (line[1:].split() or [""])[0]
+                if "|" not in token:
+                    return None
+                labels.append(token.rsplit("|", 1)[1])
+        mapping = label_mapping(labels)
+        if mapping is None:
+            return None
+        out = []
+        for line in lines:
+            if line.startswith(">"):
+                token = line[1:].split()[0]
+                record_id, label = token.rsplit("|", 1)
+                line = ">" + f"{record_id}|{mapping.get(label.strip(), label)}" + line[1 + len(token):]
+            out.append(line)
+        return "".join(out).encode(), mapping
+    return None
+
+
+def mapping_text(mapping: Mapping[str, int]) -> str:
+    """``**other** → class 0, **promoter** → class 1`` (escaped)."""
+    return ", ".join(f"**{md(label)}** → class {index}" for label, index in mapping.items())
 
 
 # -- cached heavy objects ----------------------------------------------------------------------------
@@ -186,6 +603,36 @@ def predictor_for(run_dir: str, stamp: str):
     return load_predictor(run_dir, device=None)
 
 
-def show_exception(prefix: str, exc: BaseException) -> None:
-    """An inline error for a failure caused by user input or data, without a traceback dump."""
-    st.error(f"{prefix}: {exc}")
+# -- time estimates ------------------------------------------------------------------------------------------
+_COST_CACHE: "OrderedDict[tuple, Optional[float]]" = OrderedDict()
+
+
+def earlier_costs(infos: Sequence[RunInfo], limit: int = 40) -> list[tuple[str, Optional[float]]]:
+    """(model name, measured seconds per sequence-token) of the newest finished or running runs here."""
+    from pages._estimate import measured_cost
+
+    out = []
+    for info in infos[:limit]:
+        if info.damage or info.state not in ("done", "running") or not info.model_name:
+            continue
+        key = (str(info.path), _files_stamp(info.path))
+        if key not in _COST_CACHE:
+            _COST_CACHE[key] = _safe(lambda: measured_cost(info.config, info.status, info.run.report(), info.run.data_report()), None)
+            while len(_COST_CACHE) > 500:
+                _COST_CACHE.popitem(last=False)
+        out.append((info.model_name, _COST_CACHE[key]))
+    return out
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def machine_gflops() -> float:
+    """This machine's matrix-product speed now (cached five minutes): the benchmark behind estimates."""
+    from pages._estimate import machine_gflops as measure
+
+    return measure()
+
+
+def queue_ahead_text(root: Optional[Path] = None) -> str:
+    """`` It starts after the 2 runs ahead of it.`` when others are queued or running, else ""."""
+    ahead = _safe(lambda: launcher.active_runs(root or runs_root()), [])
+    return f" It starts after the {len(ahead)} run(s) ahead of it in the queue." if ahead else ""

@@ -13,10 +13,14 @@ from typing import Any, Optional
 import streamlit as st
 
 from lingo_core.data import DataError
+from lingo_core.plots.charts import logo_headroom
 from pages._common import (
     MAX_PASTE_CHARS,
     all_runs,
+    best_finished_run,
     load_task_cached,
+    md,
+    page_words,
     pick_run,
     predictor_for,
     sanitize_filename,
@@ -29,15 +33,27 @@ METHOD_NAMES = {"both": "IG and ISM (with their correlation)", "ig": "Integrated
 EXAMPLE = "GCGTACCTATAAAAGCGTTACGACGGTACGATCGTTAGCATCGGGCCAATCGATCGTACGTTAGCAAGCTAGCTAGGCTAGCATCGACTGACTAGCTAGC"
 
 st.title("Attribute")
-runs = all_runs()
-run = pick_run("Trained run", runs, key="attr_run", accept=lambda r: r.has_model)
-if run is None:
+infos = all_runs()
+info = pick_run(
+    "Trained run",
+    infos,
+    key="attr_run",
+    accept=lambda i: i.has_model,
+    help="By default the best finished run (test MCC) of the most recent task.",
+    default=best_finished_run(infos),
+    with_score=True,
+    share="selected_model_run",
+)
+if info is None:
     st.info("No run has a trained model yet. Finish a run first (the quickstart run on Home is the quickest).")
     st.stop()
+run = info.run
 
 run_cfg = typed_config(run)  # None when the run's config cannot be read
 report = run.report() or {}
 data_report = run.data_report() or {}
+if not isinstance(report.get("label_names") or [], list):
+    report = {}
 label_names: list[str] = list(report.get("label_names") or data_report.get("label_names") or [])
 
 
@@ -49,7 +65,7 @@ def test_sequences() -> Optional[Any]:
     try:
         return load_task_cached(json.dumps(dataclasses.asdict(run_cfg.data), sort_keys=True, default=str)).test
     except Exception as exc:  # noqa: BLE001 - data moved or missing
-        st.warning(f"The run's test set cannot be loaded ({exc}); paste a sequence instead.")
+        st.warning(f"The run's test set cannot be loaded ({page_words(exc)}); paste a sequence instead.")
         return None
 
 
@@ -62,12 +78,12 @@ if source == "Paste a sequence":
             from lingo_core.sequence_input import parse_fasta_records
 
             try:
-                records = parse_fasta_records(text, "pasted text")
+                records = parse_fasta_records(text, "the pasted text")
             except DataError as exc:
-                st.error(str(exc))
+                st.error(page_words(exc))
                 records = []
             if len(records) > 1:
-                st.caption(f"{len(records)} records pasted; attributing the first, '{records[0].id}'.")
+                st.caption(f"{len(records)} records pasted; attributing the first, **{md(records[0].id)}**.")
             if records:
                 sequence, seq_id = records[0].sequence, records[0].id
         else:
@@ -88,7 +104,10 @@ else:
         if split.motifs is not None:
             motifs = split.motifs[index]
             if motifs:
-                st.caption("Planted motifs: " + ", ".join(f"{name} at {start + 1}-{end}" for start, end, name in motifs))
+                st.caption(
+                    "Planted motifs, at positions counted from 0 as on the chart axes: "
+                    + ", ".join(f"{md(name)} at {start}–{end - 1}" for start, end, name in motifs)
+                )
 
 if sequence is not None:
     from lingo_core.data import clean_sequence
@@ -96,11 +115,14 @@ if sequence is not None:
     try:
         sequence, replaced = clean_sequence(sequence, f"sequence '{seq_id}'", run_cfg.data.iupac if run_cfg is not None else "n")
     except DataError as exc:
-        st.error(str(exc))
+        st.error(page_words(exc))
         sequence = None
     else:
         if len(sequence) > MAX_LENGTH:
-            st.error(f"The sequence has {len(sequence):,} nt; the dashboard attributes up to {MAX_LENGTH:,} nt (ISM needs 3 forward passes per nucleotide). Use `python -m lingo_core attribute` for longer ones.")
+            st.error(
+                f"The sequence has {len(sequence):,} nt; the dashboard attributes up to {MAX_LENGTH:,} nt (in-silico mutagenesis "
+                f"needs 3 forward passes per nucleotide). Paste the region of interest, up to {MAX_LENGTH:,} nt."
+            )
             sequence = None
         elif replaced:
             st.caption(f"{replaced} IUPAC ambiguity code(s) were read as N.")
@@ -143,14 +165,17 @@ if clicked and sequence is not None:
         show_exception("Attribution failed unexpectedly", exc)
 
 stored = st.session_state.get("attr_result")
-if stored and stored[0]["run"] == run.id:
+if stored and (sequence is None or stored[0]["run"] != run.id or stored[0]["stamp"] != settings["stamp"] or stored[0]["seq"] != settings["seq"]):
+    del st.session_state["attr_result"]  # a result belongs to its run and sequence: a new or invalid input clears it
+    stored = None
+if stored:
     from lingo_core.plots import attribution as plots
 
     _, result, stored_motifs = stored
     if stored[0] != settings:
-        st.caption("Showing the last result; the settings or sequence changed since (press Attribute to update).")
-    probs = ", ".join(f"{name} {p:.3f}" for name, p in zip(result.label_names, result.probabilities))
-    st.markdown(f"**{result.id}** ({len(result.sequence)} nt): P = {probs}; explaining **{result.target_name}** (log-odds).")
+        st.caption("Showing the result for this sequence with the previous settings (press Attribute to update).")
+    probs = ", ".join(f"{md(name)} {p:.3f}" for name, p in zip(result.label_names, result.probabilities))
+    st.markdown(f"**{md(result.id)}** ({len(result.sequence)} nt): P = {probs}; explaining **{md(result.target_name)}** (log-odds).")
     cols = st.columns(4)
     corr = result.correlation()
     if result.ig is not None:
@@ -165,11 +190,11 @@ if stored and stored[0]["run"] == run.id:
         try:
             import matplotlib.pyplot as plt
 
-            fig = plots.logo_figure(result)
+            fig = logo_headroom(plots.logo_figure(result))
             st.pyplot(fig, clear_figure=True)
             plt.close(fig)
         except Exception as exc:  # noqa: BLE001 - logomaker missing or odd input
-            st.caption(f"No logo: {exc}")
+            st.caption(f"No logo: {md(exc)}")
     if result.ig is not None and result.ig.include_prompt:
         st.plotly_chart(plots.prompt_contribution_figure(result.ig), key="attr_prompt_chart")
     if result.ism is not None:

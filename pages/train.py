@@ -16,13 +16,23 @@ from lingo_core import launcher, runs
 from lingo_core.adapters import get_method, method_names, sections_of
 from lingo_core.config import ConfigError, LingoConfig, config_from_dict, load_config
 from lingo_core.plan import BudgetSchedule, RunPlan, budget_schedule, plan_steps
-from lingo_core.plots.charts import budget_figure, budget_frame, schedule_frame, token_preview_html, token_summary
+from lingo_core.plots.charts import budget_figure, budget_frame, duration_text, schedule_frame, token_preview_html, token_summary
 from pages._common import (
     RUN_NAME,
     UPLOAD_LIMIT_MB,
+    all_runs,
+    earlier_costs,
     load_task_cached,
+    machine_gflops,
+    map_text_labels,
+    mapping_text,
+    md,
+    page_words,
+    queue_ahead_text,
+    run_info,
     run_label,
     run_plan,
+    runs_root,
     save_upload,
     show_exception,
     tokenizer_for,
@@ -34,6 +44,15 @@ QUICKSTART = launcher.PROJECT_ROOT / "configs" / "quickstart.yaml"
 TEMPLATE_FIELDS = {"domain", "species", "task", "sequence"}
 OTHER_MODEL = "Other: Hugging Face id or local folder"
 PREVIEW_CHARS = 150
+FIELDS = {"seq": "Sequence column (CSV)", "label": "Label column(s)", "max_train": "Max training sequences", "max_eval": "Max dev/test sequences each"}
+
+
+@st.cache_data(show_spinner="Looking for installed models…")
+def installed_models() -> list[dict[str, Any]]:
+    """The model registry with what is installed (the first call imports transformers: seconds)."""
+    from lingo_core.models import list_models
+
+    return list_models()
 
 
 @st.cache_data(show_spinner=False)
@@ -50,7 +69,7 @@ def template_problem(template: str) -> Optional[str]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        return f"the template is not valid: {exc} (write literal braces as {{{{ and }}}})"
+        return f"the template is not valid: {exc} (write literal braces doubled, as {{{{ and }}}})"
     names = [name for _, name, spec, conv in parsed if name is not None]
     for _, name, spec, conv in parsed:
         if name is None:
@@ -60,6 +79,32 @@ def template_problem(template: str) -> Optional[str]:
     if names.count("sequence") != 1:
         return "the template must contain {sequence} exactly once"
     return None
+
+
+PAGE_KEYS = {
+    "train.epochs": "Epochs", "train.batch_size": "Batch size", "train.lr": "Learning rate", "train.seed": "Seed",
+    "train.max_steps": "Max optimizer steps", "train.eval_every": "Evaluate dev every N steps",
+    "train.early_stopping_patience": "Early stopping patience", "encoding.max_length": "Max tokens per sequence",
+    "encoding.k": "k (k-mer length)", "encoding.prefix": "Prefix template", "encoding.sequence": "Sequence tokens",
+    "data.max_train": "Max training sequences", "data.max_eval": "Max dev/test sequences each", "model.name": "Model",
+    "model.device": "Device",
+}
+
+
+def settings_words(exc: Exception, method: str) -> str:
+    """A settings error naming the field on the page (its config key in brackets), as escaped markdown."""
+    from lingo_core.adapters import settings_fields
+
+    labels = dict(PAGE_KEYS)
+    for section, f in settings_fields(method):
+        labels[f"adapter.{section}.{f.name}"] = str(f.metadata.get("label") or f.name)
+    text = md(exc)
+    for key in sorted(labels, key=len, reverse=True):
+        escaped = md(key)
+        if escaped in text:
+            text = text.replace(escaped, f"**{md(labels[key])}** ({escaped})", 1)
+            break
+    return text
 
 
 def schedule_without_model(cfg: LingoConfig, total_step: int) -> tuple[Optional[BudgetSchedule], Optional[str]]:
@@ -81,16 +126,16 @@ def schedule_chart(schedule: BudgetSchedule, n_modules: int) -> None:
     st.plotly_chart(fig, key="train_schedule_chart")
 
 
-def review_plan(cfg: LingoConfig, task: Any, with_model: bool, problems: list[str]) -> Optional[RunPlan]:
+def review_plan(cfg: LingoConfig, task: Any, with_model: bool, problems: list[str]) -> tuple[Optional[RunPlan], Optional[RunPlan]]:
     """Show what the run will do, from :func:`lingo_core.plan.plan_run` (cached): optimizer steps,
     the budget schedule, trainable parameters and adapted modules. Without the model: the steps
     and the schedule's tinit/tfinal only (:func:`lingo_core.plan.plan_steps`)."""
     steps = plan_steps(cfg, len(task.train))
     schedule, problem = schedule_without_model(cfg, steps.total_step)
     if problem:
-        st.error(f"Budget schedule: {problem}")
+        st.error(f"Budget schedule: {page_words(problem)}")
         problems.append("empty budget schedule")
-        return None
+        return None, steps
     plan = None
     if with_model:
         key = json.dumps({**cfg.to_dict(), "run_name": None}, sort_keys=True, default=str)
@@ -105,7 +150,7 @@ def review_plan(cfg: LingoConfig, task: Any, with_model: bool, problems: list[st
     if schedule is not None:
         c3.metric("Schedule", f"tinit {schedule.tinit} · tfinal {schedule.tfinal}", help="steps at full budget, then at the target budget")
     if plan is None:
-        return None
+        return None, steps
     counts = plan.parameters or {}
     c2.metric("Trainable parameters", f"{counts['trainable']:,}", f"{counts['percent']:.3f}% of {counts['total']:,}", delta_color="off", delta_arrow="off")
     st.caption(
@@ -114,7 +159,39 @@ def review_plan(cfg: LingoConfig, task: Any, with_model: bool, problems: list[st
     )
     if plan.schedule is not None:
         schedule_chart(plan.schedule, plan.budget_modules)
-    return plan
+    return plan, steps
+
+
+def time_estimate(cfg: LingoConfig, task: Any, steps: RunPlan, plan: Optional[RunPlan], preview: Optional[dict]) -> None:
+    """How long the run will take here: its steps x seconds per step for this model and sequence length,
+    measured on earlier runs of this machine or benchmarked now (pages/_estimate.py)."""
+    from pages._estimate import busy_note, estimate, tokens_per_sequence, work_of
+
+    sample = task.train.sequences[:500]
+    mean_length = sum(map(len, sample)) / max(1, len(sample))
+    tokens = tokens_per_sequence(
+        mean_length, cfg.encoding.sequence, cfg.encoding.k, cfg.encoding.max_length,
+        nt_per_token=(preview or {}).get("nt_per_token"),
+        prompt_tokens=((preview or {}).get("prompt", 0) + (preview or {}).get("special", 0)) if preview else None,
+    )
+    work = work_of(cfg.to_dict(), steps.total_step, steps.eval_every, len(task.dev), len(task.test), tokens)
+    params = (plan.parameters or {}).get("total") if plan is not None else None
+    try:
+        guess = estimate(work, cfg.model.name, earlier_costs(all_runs()), model_params=params, gflops=machine_gflops())
+    except Exception:  # noqa: BLE001 - an estimate is a courtesy; launching works without it
+        guess = None
+    if guess is None:
+        st.caption("Time: no estimate for this model yet (no earlier run of it here, and its size is not known until it is loaded).")
+        return
+    st.metric("Estimated time on this machine", f"about {duration_text(guess.seconds)}", help="Optimizer steps x seconds per step for this model and sequence length, plus the dev and test evaluations")
+    st.caption(
+        f"{steps.total_step:,} steps × ~{guess.per_step_s:.2g} s per step (batch {work.batch} × ~{tokens:.0f} tokens), "
+        f"plus {work.evals + 1} dev evaluation(s) of {len(task.dev):,} and one test evaluation of {len(task.test):,} sequences; "
+        f"{guess.basis}." + queue_ahead_text()
+    )
+    note = busy_note()
+    if note:
+        st.caption(note)
 
 
 D = defaults()
@@ -151,18 +228,26 @@ else:
         max_upload_size=UPLOAD_LIMIT_MB,
     )
     c1, c2 = st.columns(2)
-    sequence_column = c1.text_input("Sequence column (CSV)", "sequence", key="train_seq_col").strip() or "sequence"
-    label_text = c2.text_input("Label column(s), comma-separated (CSV; several = multi-label)", "label", key="train_label_cols")
+    sequence_column = c1.text_input(FIELDS["seq"], "sequence", key="train_seq_col", help="The name of the column that holds the sequences").strip() or "sequence"
+    label_text = c2.text_input(FIELDS["label"], "label", key="train_label_cols", help="Comma-separated; several columns of 0/1 make a multi-label task")
     label_columns = [c.strip() for c in label_text.split(",") if c.strip()] or ["label"]
-    st.caption("A single file is split into train/dev/test (80/10/10, stratified). Labels are integers 0, 1, ….")
+    st.caption(
+        "A single file is split into train/dev/test (80/10/10, stratified). Labels are class numbers 0, 1, … or text "
+        "(such as promoter / other): text labels are numbered and the numbering is shown."
+    )
     if uploaded is None:
         st.info("Upload a file to continue, or pick a benchmark.")
         problems.append("no data file uploaded")
     elif (too_big := upload_too_big(uploaded.size)) is not None:
-        st.error(too_big)
+        st.error(md(too_big))
         problems.append("upload too large")
     else:
-        path = save_upload(uploaded.getvalue(), uploaded.name)
+        raw = uploaded.getvalue()
+        mapped = map_text_labels(raw, uploaded.name, label_columns)
+        if mapped is not None:
+            raw, mapping = mapped
+            st.info(f"Text labels read as classes: {mapping_text(mapping)}. The model's classes are these numbers.")
+        path = save_upload(raw, uploaded.name)
         data = {"task": str(path), "sequence_column": sequence_column, "label_columns": label_columns}
 
 c1, c2 = st.columns(2)
@@ -175,20 +260,19 @@ if data:
         task = load_task_cached(json.dumps(data, sort_keys=True))
     except Exception as exc:  # noqa: BLE001 - any bad file must give a message, not a crash
         name = getattr(uploaded, "name", data["task"]) if source != "Benchmark or demo task" else data["task"]
-        st.error(f"**{name}** cannot be used: {exc}")
+        st.error(f"**{md(name)}** cannot be used: {page_words(exc, FIELDS, {data['task']: name})}")
         problems.append("the data does not load")
 if task is not None:
     counts = task.report["counts"]
     sizes = " / ".join(f"{counts[s]['total']:,}" for s in ("train", "dev", "test"))
-    st.success(f"**{task.name if len(task.name) < 60 else data['task'].rsplit('/', 1)[-1]}**: train/dev/test = {sizes}; labels: {', '.join(task.label_names)}" + (" (multi-label)" if task.multi_label else ""))
+    shown_name = getattr(uploaded, "name", None) if source != "Benchmark or demo task" else task.name
+    st.success(f"**{md(shown_name or task.name)}**: train/dev/test = {sizes}; labels: {md(', '.join(task.label_names))}" + (" (multi-label)" if task.multi_label else ""))
     with st.expander("What the loader did (data report)"):
         st.json(task.report, expanded=False)
 
 # -- 2. model and language prefix ------------------------------------------------------------------------
 st.header("2 · Model and language prefix")
-from lingo_core.models import list_models  # noqa: E402
-
-models = list_models()
+models = installed_models()
 model_options = [m["name"] for m in models if m["available"]] + [OTHER_MODEL]
 c1, c2 = st.columns([1, 2])
 model_choice = c1.selectbox("Model", model_options, key="train_model")
@@ -219,7 +303,7 @@ if prefix_choice == "custom":
     prefix = st.text_area("Prefix template", PREFIX_TEMPLATES["rich"], key="train_template", help="Fields: {domain}, {species}, {task}, {sequence} (exactly once)")
     problem = template_problem(prefix)
     if problem:
-        st.error(f"Prefix template: {problem}.")
+        st.error(f"Prefix template: {md(problem)}.")
         problems.append("invalid prefix template")
 else:
     st.code(PREFIX_TEMPLATES[prefix_choice], language=None)
@@ -248,6 +332,7 @@ if st.session_state.get("train_sample_for") != (task.name if task is not None el
     st.session_state["train_sample_for"] = task.name if task is not None else None
 sample = st.text_input("Sample sequence (the first training sequence; edit it freely)", key="train_sample", max_chars=2000)
 tokenizer = None
+preview_counts: Optional[dict] = None
 if load_ok and model_name:
     try:
         tokenizer = tokenizer_for(model_name, sequence_mode)
@@ -270,11 +355,12 @@ if tokenizer is not None and "invalid prefix template" not in problems:
         encoded = encoder.encode_with_spans(clean)
         text, _, _ = encoder.render(clean)
     except (DataError, EncodingError, ValueError) as exc:
-        st.error(f"Preview: {exc}")
+        st.error(f"Preview: {page_words(exc)}")
     else:
         st.caption("The text the model reads:")
         st.code(text, language=None)
         summary = token_summary(encoded.kinds, encoded.spans, clean)
+        preview_counts = summary
         st.html(token_preview_html(encoded.tokens, encoded.kinds, encoded.spans, clean))
         st.caption(
             f"{summary['tokens']} tokens: {summary['prompt']} prompt (blue), {summary['sequence']} sequence "
@@ -338,33 +424,64 @@ if data:
                 "adapter": adapter,
                 "train": train,
                 "run_name": run_name or None,
+                "output_dir": str(runs_root()),  # where the launch writes it; the preview shows the real folder
             }
         )
     except ConfigError as exc:
-        st.error(f"Settings: {exc}")
+        st.error(f"Settings: {settings_words(exc, method)}")
         problems.append("invalid settings")
 
+twin = None
 if cfg is not None and task is not None:
-    review_plan(cfg, task, tokenizer is not None, problems)
+    plan, steps = review_plan(cfg, task, tokenizer is not None, problems)
+    if steps is not None:
+        time_estimate(cfg, task, steps, plan, preview_counts)
     with st.expander(f"The config that will be written ({runs.CONFIG})"):
         from lingo_core.config import save_config
 
         st.code(save_config(cfg), language="yaml")
+        st.caption(f"The run folder goes under `{runs_root()}` (LINGO_RUNS_DIR).")
+    try:
+        twin = launcher.identical_active_run(cfg, runs_root())
+    except Exception:  # noqa: BLE001 - the check is a courtesy; launch re-checks under its lock
+        twin = None
+allow_twin = False
+if twin is not None:
+    st.warning(
+        f"A run with exactly these settings is already {md(twin.state)}: **{md(twin.id)}**. Launching again would "
+        "train the same model twice. Change a setting, or tick the box to launch another one anyway (another seed "
+        "is usually what you want)."
+    )
+    st.page_link("pages/runs.py", label="Watch it on the Runs page", icon=":material/monitoring:", query_params={"run": twin.id})
+    allow_twin = st.checkbox("Launch another identical run anyway", key="train_allow_duplicate")
 
-launch = st.button("Launch", type="primary", key="train_launch", disabled=bool(problems) or cfg is None)
+
+def _launch_clicked() -> None:
+    st.session_state["train_launching"] = True  # set before the rerun: the button is drawn disabled while it launches
+
+
+launching = bool(st.session_state.get("train_launching"))
+blocked = bool(problems) or cfg is None or (twin is not None and not allow_twin)
+st.button("Launching…" if launching else "Launch", type="primary", key="train_launch", disabled=blocked or launching, on_click=_launch_clicked)
 if problems:
     st.caption("Fix first: " + "; ".join(dict.fromkeys(problems)) + ".")
-if launch and cfg is not None:
-    try:
-        path = launcher.launch(cfg)
-    except (ConfigError, FileExistsError, OSError, ValueError) as exc:
-        show_exception("Could not launch", exc)
-    else:
-        st.session_state["selected_run"] = path.name
-        st.session_state["train_last_launch"] = path.name
+if launching:
+    st.session_state["train_launching"] = False
+    if cfg is not None and not blocked:
+        try:
+            path = launcher.launch(cfg, allow_duplicate=allow_twin)
+        except launcher.DuplicateRunError as exc:
+            st.warning(f"Not launched: an identical run, **{md(exc.run.id)}**, is already {md(exc.run.state)}.")
+        except (ConfigError, FileExistsError, OSError, ValueError) as exc:
+            show_exception("Could not launch", exc)
+        else:
+            st.session_state["selected_run"] = path.name
+            st.session_state["train_last_launch"] = path.name
+            st.session_state.pop("train_allow_duplicate", None)
+            st.rerun()  # redraw with the new run known: the Launch button now sees it as queued
 if st.session_state.get("train_last_launch"):
     last = st.session_state["train_last_launch"]
-    st.success(f"Launched **{last}**: it trains in its own process (the queue starts it when a slot is free).")
+    st.success(f"Launched **{md(last)}**: it trains in its own process (the queue starts it when a slot is free).")
     st.page_link("pages/runs.py", label="Watch it on the Runs page", icon=":material/monitoring:", query_params={"run": last})
 
 
@@ -372,18 +489,24 @@ if st.session_state.get("train_last_launch"):
 @st.fragment(run_every=3)
 def active_panel() -> None:
     """Queued and running runs, with cancel buttons (refreshes itself)."""
-    active = launcher.active_runs()
+    active = launcher.active_runs()  # running first, then the queue in the order it starts
     st.subheader(f"Queued and running ({len(active)})")
     if not active:
         st.caption(f"Nothing is training. At most {launcher.max_parallel()} run(s) train at once (LINGO_MAX_PARALLEL).")
         return
     waiting = {r.id: i + 1 for i, r in enumerate(launcher.queue())}
     for run in active:
+        info = run_info(run)
         c1, c2 = st.columns([5, 1])
-        progress = run.status.get("progress") or {}
-        where = f"queue position {waiting[run.id]}" if run.id in waiting else (f"step {progress.get('step')}/{progress.get('total_step')}" if progress else "starting")
-        c1.write(f"{run_label(run)} · {run.state} — {where}")
-        if c2.button("Cancel", key=f"cancel_{run.id}"):
+        progress = info.status.get("progress") if isinstance(info.status.get("progress"), dict) else {}
+        if run.id in waiting:
+            where = f"position {waiting[run.id]} in the queue"
+        elif progress.get("total_step"):
+            where = f"step {progress.get('step') or 0:,} of {progress['total_step']:,}"
+        else:
+            where = "starting"
+        c1.markdown(f"{md(run_label(info))} · **{md(info.state)}** · {where}")
+        if c2.button("Cancel", key=f"cancel_{run.id}", help="Stops it after its current step; work since its last checkpoint is lost (see the Runs page)"):
             state = launcher.cancel(run.path)
             st.toast(f"{run.id}: {'cancelled' if state == 'cancelled' else 'cancel requested; it stops after the current step'}")
 

@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,8 +49,14 @@ def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def texts(elements) -> str:
+def raw_texts(elements) -> str:
+    """The markdown source of elements, as the page wrote it (user text backslash-escaped)."""
     return "\n".join(str(e.value) for e in elements)
+
+
+def texts(elements) -> str:
+    """What the elements read as (markdown escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", raw_texts(elements))
 
 
 def chart_keys(at: AppTest) -> set:
@@ -63,7 +70,7 @@ def trace_values(values) -> list:
     return list(values)
 
 
-def fake_run(root: Path, name: str, state: str = "done", method: str = "ars", **status) -> Path:
+def fake_run(root: Path, name: str, state: str = "done", method: str = "ars", test_mcc: float = 0.5, **status) -> Path:
     """A run directory with metrics, rank allocations and a report, written without training."""
     budget = {"init_r": 4, "target_r": 2, "tinit": 2, "tfinal": 2, "deltaT": 2}
     cfg = config_from_dict({"adapter": {"method": method, "adalora": budget}, "output_dir": str(root)})
@@ -84,16 +91,42 @@ def fake_run(root: Path, name: str, state: str = "done", method: str = "ars", **
                 }
             )
     progress = {"step": 10, "total_step": 10, "fraction": 1.0, "elapsed_s": 12.0, "eta_s": 0.0}
+    writer.write_data_report(
+        {"task": "demo/motifs", "label_names": ["negative", "positive"], "token_stats": {"mean_tokens": 60.0},
+         "counts": {split: {"total": n} for split, n in (("train", 160), ("dev", 40), ("test", 40))}}
+    )
     if state == "done":
         writer.write_report(
             {
-                "total_step": 10, "selected_step": 10, "test": {"mcc": 0.5, "auroc": 0.8, "auprc": 0.75, "accuracy": 0.7},
+                "total_step": 10, "selected_step": 10, "test": {"mcc": test_mcc, "auroc": 0.8, "auprc": 0.75, "accuracy": 0.7},
                 "parameters": {"trainable": 1000, "total": 100000, "percent": 1.0}, "wall_time_s": 12.0,
                 "label_names": ["negative", "positive"], "final_ranks": {m: 2 for m in MODULES},
             }
         )
+        fake_export(writer.path, method)
     writer.set_status(state, progress=progress, **status)
     return writer.path
+
+
+def fake_export(run_dir: Path, method: str) -> None:
+    """A well-formed (but untrained) export, so a finished fake run is not reported as damaged."""
+    from safetensors.numpy import save_file
+
+    folder = run_dir / runs.ADAPTER
+    folder.mkdir()
+    peft = has_rank_budget(method) or method == "lora"
+    if peft:
+        (folder / "adapter_config.json").write_text("{}")
+    save_file({"w": np.zeros(2, dtype=np.float32)}, str(folder / ("adapter_model.safetensors" if peft else runs.TRAINABLE_WEIGHTS)))
+    runs.write_export_info(folder, method, runs.EXPORT_PEFT if peft else runs.EXPORT_TRAINABLE)
+
+
+def fake_checkpoint(run_dir: Path) -> None:
+    """A resumable checkpoint file (a whole PyTorch zip; its content is never loaded by the pages)."""
+    import torch
+
+    (run_dir / runs.CHECKPOINT).mkdir(exist_ok=True)
+    torch.save({"loop": {}}, run_dir / runs.CHECKPOINT / runs.STATE_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -126,15 +159,40 @@ def test_pages_render_without_any_run(dashboard_runs_dir, page):
 
 def test_home_lists_runs_and_quickstart_queues_a_run(dashboard_runs_dir):
     fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-aaaa")
+    fake_run(dashboard_runs_dir, "20261125-100001-ars-demo_motifs-live", state="running", pid=os.getpid(), test_mcc=None)
     at = app("home")
     assert len(at.dataframe) == 1
     assert "adaptive rank sampling" in texts(at.markdown)
-    at.button(key="home_quickstart").click().run()
+    # the button says roughly how long the quickstart takes here
+    button = at.button(key="home_quickstart")
+    assert re.search(r"\(about \d+ (s|min)|\(about \d+ h", button.label), button.label
+    button.click().run()
     no_exception(at)
-    created = [r for r in runs.list_runs(dashboard_runs_dir) if r.id != "20261125-100000-ars-demo_motifs-aaaa"]
+    created = [r for r in runs.list_runs(dashboard_runs_dir) if r.id not in ("20261125-100000-ars-demo_motifs-aaaa", "20261125-100001-ars-demo_motifs-live")]
     assert len(created) == 1 and created[0].state == "queued"
     assert created[0].config["data"]["task"] == "demo/motifs" and created[0].config["model"]["name"] == "minilm-l6"
     assert "Queued" in texts(at.success)
+    # a second click (a double click) starts nothing new and says which run is already there
+    at.button(key="home_quickstart").click().run()
+    no_exception(at)
+    assert len(runs.list_runs(dashboard_runs_dir)) == 3
+    assert "already queued" in texts(at.warning) and created[0].id in texts(at.warning)
+
+
+def test_home_table_has_links_no_none_and_refreshes_while_a_run_trains(dashboard_runs_dir):
+    fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-aaaa")
+    live = fake_run(dashboard_runs_dir, "20261125-100001-lora-demo_motifs-live", method="lora", state="running", pid=os.getpid())
+    (live / runs.METRICS).write_text("")  # no dev evaluation yet: nothing to show for it
+    at = app("home")
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [f"runs?run={live.name}", "runs?run=20261125-100000-ars-demo_motifs-aaaa"]  # newest first, links
+    cells = [str(v) for v in table.to_numpy().ravel()]
+    assert "None" not in cells and "nan" not in cells and "–" in cells
+    config = json.loads(at.dataframe[0].proto.columns)
+    assert config["run"]["type_config"]["type"] == "link" and config["run"]["type_config"]["display_text"] == r"run=(.*)$"
+    assert config["status"]["width"] >= 100  # "cancelled" is never cut to "cancell"
+    assert "Refreshes every 5 s" in texts(at.caption)
 
 
 # -- Train -------------------------------------------------------------------------------------------------------
@@ -340,20 +398,49 @@ def test_runs_page_shows_curves_budget_heatmap_lambdas_and_final_pattern(dashboa
     assert not [b for b in at.button if b.key in ("runs_cancel", "runs_resume")]
 
 
-def test_runs_and_compare_pages_survive_a_run_with_a_broken_config(dashboard_runs_dir):
-    """A config that no longer validates (here: a rank that is not a number) must not crash a page:
-    the charts are drawn without the planned curve and colour-scale maximum."""
-    path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-bad")
-    config = yaml.safe_load((path / runs.CONFIG).read_text())
-    config["adapter"]["adalora"]["init_r"] = "eight"
-    (path / runs.CONFIG).write_text(yaml.safe_dump(config))
-    for page in ("runs", "compare"):
+DAMAGES = {
+    "config: invalid YAML": (runs.CONFIG, b"adapter: [unclosed\n", "not valid YAML"),
+    "config: a rank that is not a number": (runs.CONFIG, None, "init_r"),
+    "status: a list": (runs.STATUS, b"[1, 2, 3]", "status.json"),
+    "report: not an object": (runs.REPORT, b'"just a string"', "report.json"),
+    "metrics: not UTF-8": (runs.METRICS, b'{"step": 1, "loss": 0.5}\n\xff\xfe garbage\n{"step": 2, "loss": 0.4}\n', "metrics.jsonl"),
+}
+
+
+def damage(path: Path, kind: str) -> None:
+    name, content, _ = DAMAGES[kind]
+    if content is None:  # a config that no longer validates
+        config = yaml.safe_load((path / runs.CONFIG).read_text())
+        config["adapter"]["adalora"]["init_r"] = "eight"
+        content = yaml.safe_dump(config).encode()
+    (path / name).write_bytes(content)
+
+
+@pytest.mark.parametrize("kind", list(DAMAGES))
+def test_every_page_survives_a_damaged_run_and_shows_it_as_damaged(dashboard_runs_dir, kind):
+    """One malformed run directory crashed Home, Runs, Compare, Predict and Train: each page now works,
+    the other runs are unaffected, and the bad run is listed as damaged with the reason."""
+    good = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-good")
+    bad = fake_run(dashboard_runs_dir, "20261125-100001-ars-demo_motifs-bad")
+    damage(bad, kind)
+    reason = DAMAGES[kind][2]
+    for page in ("home", "runs", "compare", "predict", "attribute", "train"):
         at = app(page)
         no_exception(at)
+        if page == "home":
+            table = at.dataframe[0].value
+            row = table[table["run"].str.endswith(bad.name)].iloc[0]
+            assert row["status"] == "damaged" and reason in row["problem"]
+            assert (table[table["run"].str.endswith(good.name)]["status"] == "done").all()
+        if page in ("predict", "attribute"):  # the damaged run is not offered; the good one is
+            options = at.selectbox(key="predict_run" if page == "predict" else "attr_run").options
+            assert any(good.name in o for o in options) and not any(bad.name in o for o in options)
     at = app("runs")
+    at.selectbox(key="runs_pick").set_value(bad.name).run()
+    no_exception(at)
+    assert "is damaged" in texts(at.error) and reason in texts(at.error)
+    at.selectbox(key="runs_pick").set_value(good.name).run()
     assert {"runs_budget", "runs_heatmap", "runs_final"} <= chart_keys(at)
-    budget = json.loads(next(c for c in at.get("plotly_chart") if c.key == "runs_budget").proto.spec)
-    assert "cubic schedule b(t)" not in [trace["name"] for trace in budget["data"]]
 
 
 def test_runs_page_draws_the_planned_schedule_and_no_budget_for_lora(dashboard_runs_dir):
@@ -373,13 +460,57 @@ def test_runs_page_draws_the_planned_schedule_and_no_budget_for_lora(dashboard_r
     assert "runs_budget" not in chart_keys(at)
 
 
-def test_runs_page_live_run_can_be_cancelled(dashboard_runs_dir):
+def test_runs_page_cancel_says_what_is_lost_first(dashboard_runs_dir):
+    """Cancelling at step 9 of a run with no checkpoint lost everything without a word: the dialog
+    says so (and when the first checkpoint comes) before anything is cancelled."""
     path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-live", state="running", pid=os.getpid())
+    status = json.loads((path / runs.STATUS).read_text())
+    status["progress"] = {"step": 9, "total_step": 40, "fraction": 0.225, "elapsed_s": 90.0}
+    (path / runs.STATUS).write_text(json.dumps(status))
     at = app("runs")
     no_exception(at)
-    assert "refreshes every" in texts(at.caption)
+    assert "checks the run every 2 s" in texts(at.caption)
     at.button(key="runs_cancel").click().run()
+    no_exception(at)
+    said = texts(at.markdown)
+    # 160 training sequences, batch 16: 10 steps per epoch, a dev evaluation and checkpoint every 2 steps (10 // 4)
+    assert "no checkpoint yet" in said and "loses all 10 step(s)" in said and "cannot be resumed" in said
+    assert "first is written at step 12" in said
+    assert not (path / runs.CANCEL).exists()  # nothing happened yet
+    at.button(key="runs_cancel_keep").click().run()
+    assert not (path / runs.CANCEL).exists()
+    at.button(key="runs_cancel").click().run()
+    at.button(key="runs_cancel_confirm").click().run()
+    no_exception(at)
     assert (path / runs.CANCEL).exists()
+
+
+def test_runs_page_cancel_with_a_checkpoint_says_what_is_trained_again(dashboard_runs_dir):
+    path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-live", state="running", pid=os.getpid())
+    fake_checkpoint(path)
+    at = app("runs")
+    at.button(key="runs_cancel").click().run()
+    said = texts(at.markdown)
+    assert "last checkpoint is at step 10" in said and "Resume continues from there" in said
+
+
+def test_runs_page_explains_why_a_run_cannot_be_resumed_and_starts_it_again(dashboard_runs_dir):
+    path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-stop", state="cancelled")
+    status = json.loads((path / runs.STATUS).read_text())
+    status["progress"] = {"step": 1, "total_step": 40, "fraction": 0.025, "elapsed_s": 9.0}
+    (path / runs.STATUS).write_text(json.dumps(status))
+    (path / runs.METRICS).write_text(json.dumps({"step": 1, "loss": 0.7}) + "\n")
+    at = app("runs")
+    no_exception(at)
+    assert not [b for b in at.button if b.key == "runs_resume"]
+    said = texts(at.caption)
+    assert "cannot be resumed: it stopped at step 1, before it wrote its first checkpoint" in said
+    assert "at step 2" in said  # when the first checkpoint would have come
+    at.button(key="runs_restart").click().run()
+    no_exception(at)
+    again = [r for r in runs.list_runs(dashboard_runs_dir) if r.id != path.name]
+    assert len(again) == 1 and again[0].state == "queued"
+    assert launcher.config_fingerprint(again[0].config) == launcher.config_fingerprint(runs.load_run(path).config)
 
 
 def test_runs_page_failed_run_shows_error_and_traceback(dashboard_runs_dir):
@@ -394,8 +525,7 @@ def test_runs_page_killed_run_can_be_resumed(dashboard_runs_dir):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-kill", state="running", pid=dead.pid)
-    (path / runs.CHECKPOINT).mkdir()
-    (path / runs.CHECKPOINT / runs.STATE_FILE).write_bytes(b"checkpoint")
+    fake_checkpoint(path)
     at = app("runs")
     no_exception(at)
     assert "process is gone" in texts(at.warning)
@@ -622,3 +752,303 @@ def test_queue_runner_goes_on_when_one_run_cannot_start(tmp_path, monkeypatch):
     assert started == [second.name]
     status = runs.load_run(first).status
     assert status["state"] == "failed" and "disk gone" in status["error"]
+
+
+# -- issue 11: the dashboard as a biologist meets it ----------------------------------------------------------
+def test_train_page_refuses_a_second_identical_launch_and_says_why(dashboard_runs_dir):
+    at = app("train")
+    at.number_input(key="train_max_steps").set_value(20).run()
+    at.button(key="train_launch").click().run()
+    no_exception(at)
+    [first] = runs.list_runs(dashboard_runs_dir)
+    assert first.state == "queued" and first.id in texts(at.success)
+    # the same settings again: a warning, Launch disabled, and a click (a double click in flight) queues nothing
+    assert "already queued" in texts(at.warning) and first.id in texts(at.warning)
+    assert at.button(key="train_launch").disabled
+    at.session_state["train_launching"] = True  # a second click that arrived before the button was disabled
+    at.run()
+    no_exception(at)
+    assert len(runs.list_runs(dashboard_runs_dir)) == 1
+    # deliberately: tick the box, then it launches
+    at.checkbox(key="train_allow_duplicate").check().run()
+    assert not at.button(key="train_launch").disabled
+    at.button(key="train_launch").click().run()
+    no_exception(at)
+    assert len(runs.list_runs(dashboard_runs_dir)) == 2
+    # a different setting is not a duplicate
+    at.number_input(key="train_max_steps").set_value(21).run()
+    assert not at.button(key="train_launch").disabled
+
+
+def test_runs_page_opens_the_running_run_and_updates_progress_with_the_step_counter(dashboard_runs_dir):
+    """A fresh Runs tab opened a queued run (named runs sorted first); and elapsed/ETA froze while steps advanced."""
+    running = fake_run(dashboard_runs_dir, "aaa-the-running-one", state="running", pid=os.getpid(), test_mcc=None)
+    time.sleep(1.1)
+    fake_run(dashboard_runs_dir, "zzz-queued-later", state="queued")
+    status = json.loads((running / runs.STATUS).read_text())
+    stale = time.time() - 60  # progress written a minute ago, at step 5, after 50 s
+    import datetime as dt
+
+    status.update(progress={"step": 5, "total_step": 20, "fraction": 0.25, "elapsed_s": 50.0, "eta_s": 150.0},
+                  updated=dt.datetime.fromtimestamp(stale, dt.timezone.utc).isoformat(timespec="seconds"))
+    (running / runs.STATUS).write_text(json.dumps(status))
+    at = app("runs")
+    no_exception(at)
+    assert at.selectbox(key="runs_pick").value == "aaa-the-running-one"
+    [bar] = at.get("progress")
+    text = bar.proto.text
+    assert "step 10 of 20" in text  # the newest metric line, not the status written at step 5
+    minutes = re.search(r"elapsed (\d+) (s|min)", text)
+    assert minutes and (int(minutes.group(1)) >= 105 if minutes.group(2) == "s" else int(minutes.group(1)) >= 2)  # 50 s + a minute since
+    assert "about 1 min 40 s left" in text or "about 100 s left" in text or "about 2 min left" in text
+
+
+def test_predict_and_attribute_default_to_the_best_finished_run_of_the_latest_task(dashboard_runs_dir):
+    older_task = fake_run(dashboard_runs_dir, "20261125-090000-ars-other-aaaa", test_mcc=0.95)
+    cfg = yaml.safe_load((older_task / runs.CONFIG).read_text())
+    cfg["data"]["task"] = "gue/prom_core_tata"
+    (older_task / runs.CONFIG).write_text(yaml.safe_dump(cfg))
+    time.sleep(1.1)
+    fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-good", test_mcc=0.6)
+    time.sleep(1.1)
+    fake_run(dashboard_runs_dir, "20261125-110000-ars-demo_motifs-zero", test_mcc=0.0)  # the newest, but MCC 0
+    for page, key in (("predict", "predict_run"), ("attribute", "attr_run")):
+        at = app(page)
+        no_exception(at)
+        box = at.selectbox(key=key)
+        assert box.value == "20261125-100000-ars-demo_motifs-good", page
+        assert any("test MCC 0.600" in o for o in box.options) and any("test MCC 0.000" in o for o in box.options)
+
+
+def test_predict_result_is_cleared_when_the_input_changes_or_errs(dashboard_runs_dir, trained_run):
+    install(trained_run, dashboard_runs_dir)
+    at = app("predict")
+    at.text_area(key="predict_text").set_value(">one\nACGTTATAAAGGCCAATCGT\n").run()
+    at.button(key="predict_go").click().run()
+    assert len(at.dataframe) == 1 and at.get("download_button")
+    at.text_area(key="predict_text").set_value(">one\nACGT\n>two\n").run()  # an input error
+    no_exception(at)
+    assert not at.dataframe and not at.get("download_button")
+    at.text_area(key="predict_text").set_value(">other\nGGGGCCCCAAAATTTT\n").run()  # a new, valid input
+    assert not at.dataframe and not at.get("download_button") and "Press Predict" in texts(at.caption)
+    at.button(key="predict_go").click().run()
+    assert list(at.dataframe[0].value["id"]) == ["other"]
+    at.checkbox(key="predict_rc").check().run()  # an option changes the numbers: the old table goes too
+    assert not at.dataframe
+
+
+def test_fasta_headers_cannot_inject_links_or_images(dashboard_runs_dir, trained_run):
+    install(trained_run, dashboard_runs_dir)
+    header = "[click](http://evil.example/x)![img](http://evil.example/i.png)"
+    at = app("predict")
+    at.text_area(key="predict_text").set_value(f">{header}\nACGTTATAAAGGCCAATCGT\n>www.evil.example\nACGTXX\n").run()
+    at.button(key="predict_go").click().run()
+    no_exception(at)
+    shown = raw_texts(at.markdown)
+    assert "](" not in shown and "![" not in shown and "www.evil" not in shown  # escaped: \[click\]\(http\:...
+    assert header in texts(at.markdown)  # and still readable as typed
+    at = app("attribute")
+    at.text_area(key="attr_text").set_value(f">{header} more\nACGTTATAAAGGCCAATCGTACGT\n>b\nACGT\n").run()
+    assert "](" not in raw_texts(at.caption) and header in texts(at.caption)
+
+
+def test_a_200000_character_paste_is_refused_at_once(dashboard_runs_dir, trained_run):
+    install(trained_run, dashboard_runs_dir)
+    at = app("predict")
+    started = time.time()
+    at.text_area(key="predict_text").set_value("ACGT" * 50_000).run()
+    no_exception(at)
+    assert time.time() - started < 60  # nothing was tokenised or scored
+    assert "longer than 10,000 nt" in texts(at.warning) and "200,000 nt" in texts(at.warning)
+    assert at.button(key="predict_go").disabled
+    at.text_area(key="predict_text").set_value(">long\n" + "ACGT" * 5_000 + "\n>short\nACGTTATAAAGGCCAATCGT\n").run()
+    assert "long (20,000 nt)" in texts(at.warning) and not at.button(key="predict_go").disabled
+
+
+def test_upload_errors_name_the_field_on_the_page_not_internal_paths_or_flags(dashboard_runs_dir, trained_run):
+    at = app("train")
+    at.radio(key="train_source").set_value("Upload a CSV or FASTA file").run()
+    at.file_uploader(key="train_upload").upload("my table.csv", b"seq,label\nACGT,1\n", "text/csv").run()
+    no_exception(at)
+    error = texts(at.error)
+    assert "my table.csv" in error and "missing column" in error
+    assert "Sequence column (CSV)" in error and "Label column(s)" in error
+    assert "--set" not in error and "data." not in error and "uploads" not in error
+    install(trained_run, dashboard_runs_dir)
+    at = app("predict")
+    at.radio(key="predict_source").set_value("Upload FASTA or CSV").run()
+    at.file_uploader(key="predict_upload").upload("scores.csv", b"id,seq\na,ACGT\n").run()
+    error = texts(at.error)
+    assert "scores.csv" in error and "Sequence column (CSV)" in error and "--sequence-column" not in error and "uploads" not in error
+
+
+def test_text_labels_are_mapped_to_classes_and_the_mapping_is_shown(dashboard_runs_dir):
+    rows = ["sequence,label"] + [f"{'ACGT' * 5}{'A' * (i % 7)},{'promoter' if i % 2 else 'other'}" for i in range(60)]
+    at = app("train")
+    at.radio(key="train_source").set_value("Upload a CSV or FASTA file").run()
+    at.file_uploader(key="train_upload").upload("promoters.csv", "\n".join(rows).encode(), "text/csv").run()
+    no_exception(at)
+    assert "**other** → class 0, **promoter** → class 1" in texts(at.info)
+    assert "48 / 6 / 6" in texts(at.success) and not at.error
+    fasta = "".join(f">s{i}|{'bound' if i % 2 else 'unbound'}\n{'ACGT' * 5}{'C' * (i % 5)}\n" for i in range(60))
+    at.file_uploader(key="train_upload").upload("sites.fa", fasta.encode()).run()
+    no_exception(at)
+    assert "**unbound** → class 0, **bound** → class 1" in texts(at.info)
+
+
+def test_prefix_template_errors_show_the_user_text_verbatim_and_the_config_its_real_folder(dashboard_runs_dir):
+    at = app("train")
+    at.selectbox(key="train_prefix").set_value("custom").run()
+    at.text_area(key="train_template").set_value("{sequence} {__class__}").run()
+    assert "{__class__}" in texts(at.error) and r"\{\_\_class\_\_\}" in raw_texts(at.error)  # not bold "class"
+    at.selectbox(key="train_prefix").set_value("paper").run()
+    config = yaml.safe_load(next(c.value for c in at.code if "output_dir" in c.value))
+    assert config["output_dir"] == str(dashboard_runs_dir)
+
+
+def test_train_page_estimates_the_time_from_runs_measured_on_this_machine(dashboard_runs_dir):
+    from pages._estimate import SETUP_S, measured_cost
+
+    at = app("train")
+    no_exception(at)
+    shown = {m.label: m.value for m in at.metric}
+    assert re.fullmatch(r"about \d+ (s|min)|about \d+ h \d+ min", shown["Estimated time on this machine"])
+    assert "benchmarked" in texts(at.caption)
+    # with a finished MiniLM run here, the estimate is measured: 12 s for 10 steps of 16 x 60 tokens
+    done = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-aaaa")
+    at.number_input(key="train_max_steps").set_value(100).run()
+    caption = texts(at.caption)
+    assert "measured on 1 earlier minilm-l6 run(s) on this machine" in caption and "100 steps" in caption
+    run = runs.load_run(done)
+    cost = measured_cost(run.config, run.status, run.report(), run.data_report())
+    value = {m.label: m.value for m in at.metric}["Estimated time on this machine"]
+    assert cost and value.startswith("about")
+
+
+def test_queue_panel_lists_runs_in_the_order_they_start(dashboard_runs_dir):
+    a = fake_run(dashboard_runs_dir, "zzz-queued-first", state="queued")
+    time.sleep(1.1)
+    b = fake_run(dashboard_runs_dir, "aaa-queued-second", state="queued")
+    for path, stamp in ((a, "2026-11-25T10:00:00+00:00"), (b, "2026-11-25T11:00:00+00:00")):
+        status = json.loads((path / runs.STATUS).read_text())
+        (path / runs.STATUS).write_text(json.dumps({**status, "queued_at": stamp}))
+    fake_run(dashboard_runs_dir, "mmm-running", state="running", pid=os.getpid())
+    at = app("train")
+    lines = [m for m in raw_texts(at.markdown).splitlines() if "queue" in m or "running" in m]
+    order = [name for line in lines for name in ("mmm-running", "zzz-queued-first", "aaa-queued-second") if md_free(line).startswith(name)]
+    assert order == ["mmm-running", "zzz-queued-first", "aaa-queued-second"]
+    assert "position 1 in the queue" in texts(at.markdown) and "position 2 in the queue" in texts(at.markdown)
+
+
+def md_free(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def test_compare_warns_on_different_tasks_and_uses_one_rank_colour_scale(dashboard_runs_dir):
+    a = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-aaaa")
+    b = fake_run(dashboard_runs_dir, "20261125-100001-ars-demo_motifs-bbbb")
+    cfg = yaml.safe_load((b / runs.CONFIG).read_text())
+    cfg["data"]["task"] = "gue/prom_core_tata"
+    cfg["adapter"]["adalora"]["init_r"] = 8
+    (b / runs.CONFIG).write_text(yaml.safe_dump(cfg))
+    at = app("compare")
+    no_exception(at)
+    assert "different tasks" in texts(at.warning) and "gue/prom_core_tata" in texts(at.warning)
+    zmax = {c.key: json.loads(c.proto.spec)["data"][0]["zmax"] for c in at.get("plotly_chart") if c.key.startswith("compare_pattern_")}
+    assert zmax == {f"compare_pattern_{a.name}": 8, f"compare_pattern_{b.name}": 8}
+    assert list(at.dataframe[0].value.columns).index("best dev MCC") < list(at.dataframe[0].value.columns).index("trainable %")
+
+
+def test_compare_with_no_finished_run_says_what_to_do_instead_of_empty_axes(dashboard_runs_dir):
+    fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-live", state="running", pid=os.getpid())
+    at = app("compare")
+    no_exception(at)
+    assert "compare_metrics" not in chart_keys(at) and "compare_cost" not in chart_keys(at)
+    assert "None of the chosen runs has test metrics yet" in texts(at.info)
+
+
+def test_runs_page_skips_work_when_nothing_changed(dashboard_runs_dir, monkeypatch):
+    """The live view re-read every file and rebuilt every figure at each poll: now a rerun with nothing
+    new builds no figure and reads no metric line again; a new allocation rebuilds the rank charts."""
+    from lingo_core.plots import charts
+
+    path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-live", state="running", pid=os.getpid())
+    calls = {"budget": 0, "heatmap": 0, "loss": 0}
+    for name, attr in (("budget", "budget_figure"), ("heatmap", "rank_heatmap_figure"), ("loss", "loss_figure")):
+        original = getattr(charts, attr)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(charts, attr, counted)
+    at = app("runs")
+    no_exception(at)
+    assert calls == {"budget": 1, "heatmap": 1, "loss": 1}
+    tails = at.session_state["_jsonl_tails"]
+    at.run()
+    assert calls == {"budget": 1, "heatmap": 1, "loss": 1}  # nothing new: nothing rebuilt
+    assert tails[str(path / runs.METRICS)].bytes_read == 0 and tails[str(path / runs.RANKS)].bytes_read == 0
+    with open(path / runs.RANKS, "a") as handle:
+        handle.write(json.dumps({"step": 9, "budget": 8, "active": {m: 2 for m in MODULES}, "lambdas": {}, "pruned": {}, "reintroduced": {}}) + "\n")
+    at.run()
+    assert calls["budget"] == 2 and calls["heatmap"] == 2 and calls["loss"] == 1
+    assert "4 allocations" in texts(at.caption)
+    assert 0 < tails[str(path / runs.RANKS)].bytes_read < 300  # only the new line was read
+
+
+def test_runs_page_backs_off_when_the_run_is_idle_and_stops_when_done(dashboard_runs_dir):
+    path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-live", state="running", pid=os.getpid())
+    at = app("runs")
+    assert "checks the run every 2 s" in texts(at.caption)
+    files, _ = at.session_state["runs_activity"][path.name]
+    at.session_state["runs_activity"] = {path.name: (files, time.time() - 600)}  # nothing changed for 10 minutes
+    at.run()
+    assert "checks the run every 15 s" in texts(at.caption)
+    runs.RunWriter(path).set_status("done")
+    at.run()
+    assert "checks the run every" not in texts(at.caption)
+
+
+def test_jsonl_tail_reads_only_what_was_appended_and_notices_a_rewrite(tmp_path):
+    from pages._common import JsonlTail
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": i}) + "\n" for i in range(1, 4)))
+    reader = JsonlTail(path)
+    assert reader.read() and [r["step"] for r in reader.records] == [1, 2, 3]
+    size = path.stat().st_size
+    assert not reader.read() and reader.bytes_read == 0
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"step": 4}) + "\n" + '{"step": 5, "lo')  # a torn last line waits
+    assert reader.read() and [r["step"] for r in reader.records] == [1, 2, 3, 4]
+    assert reader.bytes_read == len(json.dumps({"step": 4})) + 1 and reader.offset == size + reader.bytes_read
+    with open(path, "a") as handle:
+        handle.write('ss": 0.1}\n\xff not json\n')
+    assert reader.read() and reader.records[-1] == {"step": 5, "loss": 0.1}
+    runs.atomic_write_text(path, json.dumps({"step": 1, "resumed": True}) + "\n")  # a resume rewrites the file
+    assert reader.read() and reader.records == [{"step": 1, "resumed": True}]
+    path.unlink()
+    assert reader.read() and reader.records == []
+
+
+def test_attribute_result_belongs_to_its_sequence_and_motifs_are_0_based(dashboard_runs_dir, trained_run):
+    install(trained_run, dashboard_runs_dir)
+    at = app("attribute")
+    at.text_area(key="attr_text").set_value("ACGTTATAAAGGCCAATCGTACGT").run()
+    at.radio(key="attr_method").set_value("ism").run()
+    at.button(key="attr_go").click().run()
+    assert "attr_heatmap" in chart_keys(at)
+    at.text_area(key="attr_text").set_value("ACGTZZ").run()  # an invalid sequence: the old result goes
+    no_exception(at)
+    assert "attr_heatmap" not in chart_keys(at) and not at.get("download_button")
+    at.radio(key="attr_source").set_value("From the run's test set").run()
+    no_exception(at)
+    split = runs.load_run(trained_run).typed_config()
+    from lingo_core.data import load_task
+
+    test = load_task(split.data).test
+    first = next(i for i in range(min(len(test), 500)) if test.motifs is not None and test.motifs[i])
+    at.selectbox(key="attr_test_index").set_value(first).run()
+    start, end, name = test.motifs[first][0]
+    assert f"{name} at {start}–{end - 1}" in texts(at.caption) and "counted from 0" in texts(at.caption)
