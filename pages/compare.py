@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 
 from lingo_core.plots import charts as dash
@@ -43,10 +45,16 @@ st.dataframe(
     table,
     hide_index=True,
     key="compare_table",
-    column_config={
-        "run": st.column_config.TextColumn("run", width="medium"),
+    column_config={  # widths that show every header whole: the best dev MCC was cut off on a laptop screen
+        "run": st.column_config.TextColumn("run", width=230),
+        "method": st.column_config.TextColumn("method", width=70),
+        "task": st.column_config.TextColumn("task", width=120),
+        **{c: st.column_config.NumberColumn(c, width=70) for c in ("MCC", "AUROC", "AUPRC")},
+        "best dev MCC": st.column_config.NumberColumn("best dev MCC", width=105),
+        "trainable %": st.column_config.NumberColumn("trainable %", width=95),
+        "wall time (s)": st.column_config.NumberColumn("wall time (s)", width=100),
         "state": st.column_config.TextColumn("state", width=100),
-        **{c: st.column_config.NumberColumn(c, width="small") for c in ("MCC", "AUROC", "AUPRC", "best dev MCC")},
+        "model": st.column_config.TextColumn("model", width=110),
     },
 )
 st.caption("Test metrics are those of the checkpoint selected on the dev set; runs still training show none yet.")
@@ -91,4 +99,5 @@ else:
         cols = st.columns(per_row)
         for col, (run_id, frame, source, _) in zip(cols, patterns[start : start + per_row]):
             with col:
-                st.plotly_chart(dash.rank_pattern_figure(frame, f"{labels[run_id]} — {source}", zmax=zmax), key=f"compare_pattern_{run_id}")
+                title = f"{html.escape(labels[run_id])}<br><sup>{html.escape(source)}</sup>"  # plotly reads tags in titles
+                st.plotly_chart(dash.rank_pattern_figure(frame, title, zmax=zmax), key=f"compare_pattern_{run_id}")

@@ -61,17 +61,16 @@ st.markdown(
 
 infos = all_runs()
 st.subheader("Quickstart")
-c1, c2 = st.columns([3, 1], vertical_alignment="center")
 how_long = quickstart_estimate(infos)
-c1.caption(
+st.caption(
     "One click trains the embedded all-MiniLM-L6-v2 on the synthetic planted-motif task (demo/motifs) "
-    f"with ARS, as in `configs/quickstart.yaml`, in the background"
-    + (f" ({how_long}, measured or benchmarked on this machine; it runs in the background, so you can close the page)" if how_long else "")
-    + f"; results go to `{runs_root()}`. "
+    f"with ARS, as in `configs/quickstart.yaml`, in its own background process (you can close the page)"
+    + (f": {how_long}, measured or benchmarked on this machine" if how_long else "")
+    + f". Results go to `{runs_root()}`. "
     + available_data()
 )
 label = "Start the quickstart run" + (f" ({how_long})" if how_long else "")
-if c2.button(label, key="home_quickstart", type="primary"):
+if st.button(label, key="home_quickstart", type="primary"):
     try:
         path = launcher.launch(quickstart_config())
     except launcher.DuplicateRunError as exc:
@@ -105,8 +104,12 @@ def runs_so_far() -> None:
         hide_index=True,
         key="home_runs",
         column_config={
-            "run": st.column_config.LinkColumn("run", display_text=RUN_LINK_TEXT, help="Open the run on the Runs page", width="large"),
-            "status": st.column_config.TextColumn("status", width=110),
+            "run": st.column_config.LinkColumn("run", display_text=RUN_LINK_TEXT, help="Open the run on the Runs page", width=250),
+            "status": st.column_config.TextColumn("status", width=100),
+            "progress": st.column_config.TextColumn("progress", width=75),
+            "method": st.column_config.TextColumn("method", width=70),
+            "task": st.column_config.TextColumn("task", width=120),
+            **{c: st.column_config.TextColumn(c, width=95) for c in ("best dev MCC", "test MCC", "trainable %")},
             "problem": st.column_config.TextColumn("problem", width="large"),
         },
     )

@@ -283,7 +283,7 @@ def rank_dynamics(info: RunInfo, ranks: list, key: tuple) -> None:
     last = ranks[-1]
     pruned, back = int(frame["pruned"].sum()), int(frame["reintroduced"].sum())
     extra = f" · rho now {last['rho']:.3f}" if isinstance(last.get("rho"), (int, float)) else ""
-    st.caption(f"{len(ranks)} allocations · {pruned} prunings · {back} reintroductions{extra}")
+    st.caption(f"{len(ranks)} allocation{'s' if len(ranks) != 1 else ''} · {pruned} prunings · {back} reintroductions{extra}")
     modules, steps, z = figure("heat_data", key, lambda: dash.rank_heatmap_data(ranks))
     st.plotly_chart(figure("heatmap", key, lambda: dash.rank_heatmap_figure(modules, steps, z, zmax=zmax)), key="runs_heatmap")
     st.caption(f"Colour: active rank, 0 to the initial rank {zmax} (the same scale on every rank heat map)." if zmax else "Colour: active rank.")

@@ -47,6 +47,12 @@ PREVIEW_CHARS = 150
 FIELDS = {"seq": "Sequence column (CSV)", "label": "Label column(s)", "max_train": "Max training sequences", "max_eval": "Max dev/test sequences each"}
 
 
+@st.cache_data(max_entries=8, show_spinner="Reading the labels…")
+def text_labels_mapped(data: bytes, name: str, label_columns: tuple[str, ...]):
+    """:func:`pages._common.map_text_labels`, once per uploaded file and label columns."""
+    return map_text_labels(data, name, list(label_columns))
+
+
 @st.cache_data(show_spinner="Looking for installed models…")
 def installed_models() -> list[dict[str, Any]]:
     """The model registry with what is installed (the first call imports transformers: seconds)."""
@@ -243,7 +249,7 @@ else:
         problems.append("upload too large")
     else:
         raw = uploaded.getvalue()
-        mapped = map_text_labels(raw, uploaded.name, label_columns)
+        mapped = text_labels_mapped(raw, uploaded.name, tuple(label_columns))
         if mapped is not None:
             raw, mapping = mapped
             st.info(f"Text labels read as classes: {mapping_text(mapping)}. The model's classes are these numbers.")

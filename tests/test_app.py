@@ -1052,3 +1052,21 @@ def test_attribute_result_belongs_to_its_sequence_and_motifs_are_0_based(dashboa
     at.selectbox(key="attr_test_index").set_value(first).run()
     start, end, name = test.motifs[first][0]
     assert f"{name} at {start}–{end - 1}" in texts(at.caption) and "counted from 0" in texts(at.caption)
+
+
+def test_train_page_finds_the_installed_models_once_behind_a_spinner(dashboard_runs_dir, monkeypatch):
+    """The first load of Train paused after "2 · Model" with no spinner (the model list imports the
+    model libraries): it is now a cached step with a spinner, done once per server, not per rerun."""
+    import lingo_core.models as models
+    import streamlit as st
+
+    calls = []
+    original = models.list_models
+    monkeypatch.setattr(models, "list_models", lambda: calls.append(1) or original())
+    st.cache_data.clear()
+    at = app("train")
+    no_exception(at)
+    assert "2 · Model and language prefix" in [h.value for h in at.header]
+    at.number_input(key="train_max_steps").set_value(12).run()
+    app("train")  # another browser tab
+    assert len(calls) == 1

@@ -4,13 +4,18 @@ Starts ``streamlit run app.py`` on a free localhost port with a temporary runs f
 Debian's Chromium through Playwright (``executable_path=/usr/bin/chromium``; Playwright's own
 browser download does not work offline). The test:
 
-1. fills in a short quickstart run on the Train page and launches it;
+1. fills in a short quickstart run on the Train page and launches it with a double click: exactly
+   one run is queued, and the page warns that an identical run is already queued;
 2. watches the Runs page draw the rank heat map and its allocation count grow, without reloading;
 3. kills the whole app (SIGKILL to its process group) while the run trains, checks the training
    process lives on, restarts the app and finds the run still there and still updating;
-4. pastes a sequence on Predict and reads a probability; opens Attribute and sees the heat map;
-5. saves a screenshot of every page under ``test-artifacts/screenshots/`` (and, with
-   ``LINGO_UPDATE_SCREENSHOTS=1``, into ``docs/img/`` for the documentation).
+4. pastes sequences on Predict and reads a probability (a FASTA header written as a markdown link
+   and image stays text: no link, no image in the page); opens Attribute and sees the heat map;
+5. checks that the favicon is served by the app itself (no font CDN, which fails offline);
+6. saves a screenshot of every page under ``test-artifacts/screenshots/`` (and, with
+   ``LINGO_UPDATE_SCREENSHOTS=1``, into ``docs/img/`` for the documentation). With
+   ``LINGO_SCREENSHOT_RUN=/path/to/a/finished/quickstart/run`` the Runs, Predict, Attribute and
+   Compare pictures show that run (a model that learnt) instead of the test's 8-step run.
 
 Skipped with a message when Chromium or Playwright is missing (``.ci/run`` installs both).
 """
@@ -39,6 +44,8 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 DOCS_IMG = PROJECT_ROOT / "docs" / "img"
 RUN_TIMEOUT_S = 420  # the short run on a busy 2-core machine
 SEQUENCE = "GCGTACCTATAAAAGCGTTACGACGGTCCAATCGATCGTACGTTAGCATCGATCG"
+INJECTED = "[click](http://evil.example/x)![img](http://evil.example/i.png)"  # a FASTA header that must stay text
+SHOWCASE = os.environ.get("LINGO_SCREENSHOT_RUN")  # a finished quickstart run for the documentation's pictures
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` (.ci/run does)", allow_module_level=True)
@@ -149,7 +156,7 @@ def screenshot(page, name: str) -> Path:
 def allocations_shown(page) -> int:
     """The allocation count the Runs page shows (0 before the first allocation)."""
     try:
-        text = page.get_by_text(re.compile(r"^\d+ allocations")).first.inner_text(timeout=2000)
+        text = page.get_by_text(re.compile(r"^\d+ allocations?\b")).first.inner_text(timeout=2000)
     except sync_api.Error:  # not drawn yet, or replaced while the fragment redraws
         return 0
     return int(text.split()[0])
@@ -209,16 +216,22 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
         set_number(page, label, value)
     page.get_by_text("Planned total rank budget").wait_for()
     page.get_by_text("Queued and running").wait_for()
+    page.get_by_text("Estimated time on this machine").wait_for()
+    icons = page.evaluate("[...document.querySelectorAll('link[rel~=icon]')].map(link => link.href)")
+    assert icons and all(href.startswith(app.url) or href.startswith("data:") for href in icons), icons  # served here, no CDN
     screenshot(page, "train")
-    step("launch")
-    page.locator(".st-key-train_launch button").click()
+    step("launch (a double click)")
+    page.locator(".st-key-train_launch button").dblclick()
     page.get_by_text("Launched").wait_for()
+    page.get_by_text("already queued").first.wait_for()  # the same settings again: a warning, not a second run
+    settle(page)
     [run] = runs.list_runs(runs_dir)
     assert run.config["train"]["max_steps"] == 8
+    assert page.locator(".st-key-train_launch button").is_disabled()
 
     # -- Runs: the heat map appears and keeps updating while the run trains -------------------------------
     step("open Runs")
-    page.get_by_role("link", name="Watch it on the Runs page").click()
+    page.get_by_role("link", name="Watch it on the Runs page").first.click()
     page.locator(".st-key-runs_heatmap .js-plotly-plot").wait_for(timeout=RUN_TIMEOUT_S * 1000)
     first = wait_for(lambda: allocations_shown(page), 60, "the allocation count")
     step(f"heat map drawn: {first} allocation(s), run {runs.load_run(run.path).state}")
@@ -242,20 +255,41 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     assert final.state == "done", final.status.get("error")
     # the page redraws itself once the run has ended: report shown, polling stopped
     page.get_by_text("Report (test metrics of the dev-selected checkpoint)").wait_for()
-    wait_for(lambda: page.get_by_text("refreshes every").count() == 0, 60, "the page to stop polling")
+    wait_for(lambda: page.get_by_text("checks the run every").count() == 0, 60, "the page to stop polling")
     settle(page)
     assert allocations_shown(page) == len(final.ranks()) > first
+    shown = run
+    if SHOWCASE:  # the documentation's pictures: a run that learnt
+        step(f"showcase run {SHOWCASE}")
+        target = runs_dir / Path(SHOWCASE).name
+        shutil.copytree(SHOWCASE, target)
+        shown = runs.load_run(target)
+        assert shown.state == "done" and not shown.damage, shown.damage
+        page.goto(f"{app.url}/runs?run={shown.id}")
+        page.get_by_text("Report (test metrics of the dev-selected checkpoint)").wait_for()
+        page.locator(".st-key-runs_heatmap .js-plotly-plot").wait_for()
+        settle(page)
     screenshot(page, "runs")
 
     # -- Predict: paste a sequence, read a probability ---------------------------------------------------
     step("Predict")
     page.goto(f"{app.url}/predict?run={run.id}")
-    box = page.get_by_label("Sequences: one per line, or FASTA")
-    box.fill(f">my_sequence\n{SEQUENCE}\n")
+    box = page.get_by_label(re.compile(r"^Sequences: one per line, or FASTA"))
+    box.fill(f">{INJECTED}\n{SEQUENCE}\n")
     box.press("Control+Enter")
     settle(page)
     page.locator(".st-key-predict_go button").click()
-    line = page.get_by_text(re.compile(r"my_sequence: predicted")).first
+    page.locator(".st-key-predict_download").wait_for()
+    settle(page)
+    assert page.get_by_text(INJECTED, exact=False).count() >= 1  # the header, verbatim
+    assert page.locator("a[href*='evil.example']").count() == 0 and page.locator("img[src*='evil.example']").count() == 0
+    page.goto(f"{app.url}/predict?run={shown.id}")
+    box = page.get_by_label(re.compile(r"^Sequences: one per line, or FASTA"))
+    box.fill(f">tata_and_ccaat\n{SEQUENCE}\n>random\nGATCGGCTAGCTTAGCGCGATCGATGCGCTAGCTAGCGATCGCGCTTAGGCTAGCA\n")
+    box.press("Control+Enter")
+    settle(page)
+    page.locator(".st-key-predict_go button").click()
+    line = page.get_by_text(re.compile(r"tata_and_ccaat: predicted")).first
     line.wait_for()
     probability = float(re.search(r"P\(positive\) = ([0-9.]+)", line.inner_text()).group(1))
     assert 0.0 <= probability <= 1.0
@@ -264,7 +298,7 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
 
     # -- Attribute: the per-nucleotide heat map -------------------------------------------------------------
     step("Attribute")
-    page.goto(f"{app.url}/attribute?run={run.id}")
+    page.goto(f"{app.url}/attribute?run={shown.id}")
     box = page.get_by_label("One DNA sequence (raw or FASTA; the first record is used)")
     box.fill(SEQUENCE)
     box.press("Control+Enter")
@@ -282,7 +316,7 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     step("Compare")
     page.goto(f"{app.url}/compare")
     page.locator(".st-key-compare_metrics .js-plotly-plot").wait_for()
-    page.locator(f".st-key-compare_pattern_{run.id} .js-plotly-plot").wait_for()
+    page.locator(f".st-key-compare_pattern_{shown.id} .js-plotly-plot").wait_for()
     screenshot(page, "compare")
     step("Home")
     page.goto(f"{app.url}/")
