@@ -308,10 +308,10 @@ def drain(root: PathLike, poll_s: float = POLL_S) -> None:
                     proc = start(run)
                 except Exception as exc:  # noqa: BLE001 - one bad run directory must not stop the queue
                     skipped.add(run.id)
-                    print(f"{runs.now()} cannot start {run.path}: {type(exc).__name__}: {exc}", flush=True)
-                    _try(lambda: runs.RunWriter(run.path).set_status(
-                        "failed", error=f"the queue could not start it: {type(exc).__name__}: {exc}", finished=runs.now()
-                    ))
+                    reason = f"{type(exc).__name__}: {exc}"
+                    print(f"{runs.now()} cannot start {run.path}: {reason}", flush=True)
+                    writer = runs.RunWriter(run.path)
+                    _try(lambda: writer.set_status("failed", error=f"the queue could not start it: {reason}", finished=runs.now()))
                     continue
                 children[proc.pid] = proc
             time.sleep(poll_s)

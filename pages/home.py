@@ -64,7 +64,7 @@ st.subheader("Quickstart")
 how_long = quickstart_estimate(infos)
 st.caption(
     "One click trains the embedded all-MiniLM-L6-v2 on the synthetic planted-motif task (demo/motifs) "
-    f"with ARS, as in `configs/quickstart.yaml`, in its own background process (you can close the page)"
+    "with ARS, as in `configs/quickstart.yaml`, in its own background process (you can close the page)"
     + (f": {how_long}, measured or benchmarked on this machine" if how_long else "")
     + f". Results go to `{runs_root()}`. "
     + available_data()

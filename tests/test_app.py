@@ -907,7 +907,7 @@ def test_prefix_template_errors_show_the_user_text_verbatim_and_the_config_its_r
 
 
 def test_train_page_estimates_the_time_from_runs_measured_on_this_machine(dashboard_runs_dir):
-    from pages._estimate import SETUP_S, measured_cost
+    from pages._estimate import measured_cost
 
     at = app("train")
     no_exception(at)
