@@ -624,7 +624,7 @@ def earlier_costs(infos: Sequence[RunInfo], limit: int = 40) -> list[tuple[str, 
     return out
 
 
-@st.cache_data(ttl=300, show_spinner=False)
+@st.cache_data(ttl=300, show_spinner="Measuring this machine's speed for the time estimate…")
 def machine_gflops() -> float:
     """This machine's matrix-product speed now (cached five minutes): the benchmark behind estimates."""
     from pages._estimate import machine_gflops as measure
