@@ -17,6 +17,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -206,13 +207,24 @@ def _files_stamp(path: Path) -> tuple:
     return tuple(stamp)
 
 
+LIVE_RECHECK_S = 30  # a live run's logs grow every step: its summary and damage are re-read at most this often
+
+
 def run_info(run: Run) -> RunInfo:
-    """A :class:`RunInfo` for ``run``; its summary, config and damage are cached until a file changes."""
+    """A :class:`RunInfo` for ``run``; its summary, config and damage are cached until a file changes.
+
+    The status (state, progress) is read fresh every time. For a queued or running run, whose
+    metrics.jsonl and ranks.jsonl grow at every step, the rest is re-read at most every
+    ``LIVE_RECHECK_S`` seconds (or at a state change), so a page that polls never re-reads whole logs.
+    """
     status = _safe(lambda: run.status, {"state": "unknown"})
     status = status if isinstance(status, dict) else {"state": "unknown"}
     state = status.get("state") if isinstance(status.get("state"), str) else "unknown"
     key = str(run.path)
-    stamp = (_files_stamp(run.path), state)
+    files = _files_stamp(run.path)
+    if state in LIVE_STATES:
+        files = tuple(f for name, f in zip(_FILES, files) if name not in (STATUS, METRICS, RANKS)) + (int(time.time() // LIVE_RECHECK_S),)
+    stamp = (files, state)
     with _INFO_LOCK:
         cached = _INFO_CACHE.get(key)
     if cached is not None and cached[0] == stamp:
@@ -221,12 +233,13 @@ def run_info(run: Run) -> RunInfo:
         config = _safe(lambda: run.config, {})
         damage = _safe(lambda: run.damage, "cannot be read")
         summary = _safe(run.summary, None) or {"id": run.id, "state": state}
-        summary = {**summary, "state": state, "damage": damage}
         with _INFO_LOCK:
             _INFO_CACHE[key] = (stamp, config, summary, damage)
             _INFO_CACHE.move_to_end(key)
             while len(_INFO_CACHE) > 2000:
                 _INFO_CACHE.popitem(last=False)
+    progress = status.get("progress")
+    summary = {**summary, "state": state, "damage": damage, "progress": progress if isinstance(progress, dict) else None}
     return RunInfo(run, state, status, config if isinstance(config, dict) else {}, summary, damage)
 
 

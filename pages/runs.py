@@ -10,6 +10,7 @@ off (2 s, 5 s, 15 s) while nothing changes and stops once the run has ended.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Optional
 
@@ -30,7 +31,6 @@ from pages._common import (
     initial_rank,
     md,
     pick_run,
-    run_info,
     show_damage,
     show_exception,
     state_text,
@@ -360,9 +360,9 @@ interval = dash.poll_interval(selected.state, idle)
 def live_header() -> None:
     """The header, polled: reads the run's status and only the new metric lines; asks for a full redraw
     when the charts would show something new, and for a new polling interval when the run goes quiet."""
-    info = run_info(selected.run)
-    if info.damage:
-        st.rerun()
+    status = selected.run.status  # never raises; only this file and the new metric lines are read per poll
+    state = status.get("state") if isinstance(status.get("state"), str) else "unknown"
+    info = dataclasses.replace(selected, state=state, status=status)
     new_metrics = tail(info.path / METRICS).records
     header(info, new_metrics, info.status)
     if not _fragment_only_run():

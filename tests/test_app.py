@@ -1070,3 +1070,21 @@ def test_train_page_finds_the_installed_models_once_behind_a_spinner(dashboard_r
     at.number_input(key="train_max_steps").set_value(12).run()
     app("train")  # another browser tab
     assert len(calls) == 1
+
+
+def test_run_info_of_a_live_run_does_not_reread_its_logs_at_every_poll(dashboard_runs_dir, monkeypatch):
+    from pages._common import run_info
+
+    path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-live", state="running", pid=os.getpid())
+    scans = []
+    original = runs.Run.summary
+    monkeypatch.setattr(runs.Run, "summary", lambda self: scans.append(1) or original(self))
+    first = run_info(runs.load_run(path))
+    with open(path / runs.METRICS, "a") as handle:  # training goes on: a step, a new progress
+        handle.write(json.dumps({"step": 11, "loss": 0.05}) + "\n")
+    runs.RunWriter(path).update_status(progress={"step": 11, "total_step": 20, "fraction": 0.55, "elapsed_s": 13.0})
+    second = run_info(runs.load_run(path))
+    assert len(scans) == 1  # the whole logs were read once, not at each poll
+    assert second.summary["progress"]["step"] == 11 and first.summary["progress"]["step"] == 10  # the status is always fresh
+    runs.RunWriter(path).set_status("done")
+    assert run_info(runs.load_run(path)).state == "done" and len(scans) == 2  # a state change re-reads everything

@@ -223,7 +223,7 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     step("launch (a double click)")
     page.locator(".st-key-train_launch button").dblclick()
     page.get_by_text("Launched").wait_for()
-    page.get_by_text("already queued").first.wait_for()  # the same settings again: a warning, not a second run
+    page.get_by_text(re.compile(r"already (queued|running)")).first.wait_for()  # the same settings again: a warning, not a second run
     settle(page)
     [run] = runs.list_runs(runs_dir)
     assert run.config["train"]["max_steps"] == 8
