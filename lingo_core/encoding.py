@@ -12,6 +12,12 @@ to the nucleotides it covers. Three sequence encodings:
 
 This module is the only place that knows how tokens relate to nucleotides; attribution and the
 app's token preview use :meth:`SequenceEncoder.encode_with_spans`.
+
+Long sequences cost linear time. WordPiece (BERT-style models, the embedded MiniLM) is greedy
+longest-match over a whole "word", and a DNA sequence is one word: the tokenizer's own cost grows
+much faster than the length (2 kb 0.2 s, 8 kb 12 s). :class:`ChunkedWordPiece` gives exactly the
+same tokens in pieces of :data:`CHUNK_CHARS` characters, and stops once the model window
+(``max_length``) is full, so encoding a 200 kb sequence costs about what its first window costs.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ PREFIX_TEMPLATES: dict[str, str] = {
 }
 NUCLEOTIDE_TOKENS: dict[str, str] = {base: f"[nt_{base}]" for base in "ACGTN"}
 PROMPT, SEQUENCE, SPECIAL = "prompt", "sequence", "special"
+IUPAC_LETTERS = "ACGTNRYSWKMBDHV"  # what a (validated or raw) sequence is made of; both cases are accepted
+CHUNK_CHARS = 128  # long WordPiece sequences are tokenised in pieces of this many characters (bench/bench_long_sequences.py)
+SLOW_WORD_LIMIT = 4096  # longest sequence tokenised as one WordPiece word when the chunked path does not apply (~1.5 s)
+
+Tokens = tuple[list[int], list[tuple[int, int]], list[int]]  # input ids, character offsets, special-token mask
 
 
 class EncodingError(ValueError):
@@ -63,6 +74,169 @@ def add_nucleotide_tokens(tokenizer) -> list[int]:
     ]
     tokenizer.add_tokens(new)
     return [tokenizer.convert_tokens_to_ids(tok) for tok in NUCLEOTIDE_TOKENS.values()]
+
+
+class ChunkedWordPiece:
+    """Exactly the tokens a WordPiece tokenizer gives a long sequence, computed in bounded pieces.
+
+    WordPiece is greedy longest-match-first, and the Rust tokenizer tries every end position of a
+    word, so one long word costs far more than linear time. The choice at a position only depends
+    on the next :attr:`lookahead` characters (the longest vocabulary entry), so the sequence is cut
+    into pieces of ``chunk`` characters: the tokens that start at least ``lookahead`` characters
+    before a piece's end are those of the whole word, and the next piece starts where the last of
+    them ends, tokenised as a continuation (a copy of the vocabulary in which ``xyz`` means ``##xyz``).
+
+    It applies when the sequence is a word of its own in the prompt (the template puts a space,
+    newline or punctuation around ``{sequence}``) and the vocabulary has every letter on its own,
+    so no position can fail; :meth:`build` checks both, and compares its output with the
+    tokenizer's on probe sequences, and returns None when anything differs. One difference is
+    deliberate: the tokenizer turns a word longer than its ``max_input_chars_per_word`` into one
+    ``[UNK]`` (a limit meant for natural-language words); here a sequence keeps its real tokens at
+    any length.
+    """
+
+    def __init__(
+        self, model, vocab: dict[str, int], text_before: str, text_after: str, allowed: dict[str, str], chunk: int
+    ) -> None:
+        from tokenizers.models import WordPiece
+
+        prefix = model.continuing_subword_prefix
+        self.text_before, self.text_after = text_before, text_after
+        self.table = str.maketrans(allowed)  # sequence letter -> normalised letter (e.g. lower case)
+        self.allowed = frozenset(allowed)
+        self.chunk = chunk
+        self.unk_id = vocab[model.unk_token]
+        self.first = model
+        continuation = {key[len(prefix):]: i for key, i in vocab.items() if key.startswith(prefix)}
+        self.lookahead = max(max(map(len, continuation)), max(map(len, vocab)))  # the longest entry, prefix stripped
+        continuation.update({prefix + key: i for key, i in continuation.items()})
+        continuation[model.unk_token] = self.unk_id
+        self.continuation = WordPiece(
+            continuation, unk_token=model.unk_token, max_input_chars_per_word=model.max_input_chars_per_word,
+            continuing_subword_prefix=prefix,
+        )
+        self.before: Tokens = ([], [], [])  # the prompt's and special tokens before the sequence ...
+        self.after: Tokens = ([], [], [])  # ... and after it (offsets from the sequence's end)
+
+    @classmethod
+    def build(cls, tokenizer, text_before: str, text_after: str, chunk: int = CHUNK_CHARS) -> Optional["ChunkedWordPiece"]:
+        """A chunker for sequences rendered between ``text_before`` and ``text_after``, or None where it does not apply."""
+        from tokenizers.models import WordPiece
+
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None or not isinstance(backend.model, WordPiece):
+            return None
+        vocab = backend.get_vocab(with_added_tokens=False)
+        model = backend.model
+        prefix = model.continuing_subword_prefix
+        if model.unk_token not in vocab:
+            return None
+
+        def normalise(text: str) -> str:
+            return backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
+
+        allowed = {}
+        for letter in IUPAC_LETTERS + IUPAC_LETTERS.lower():
+            norm = normalise(letter)
+            if len(norm) == 1 and norm in vocab and prefix + norm in vocab:
+                allowed[letter] = norm
+        added = [token for token in tokenizer.get_added_vocab() if token and set(token.upper()) <= set(IUPAC_LETTERS)]
+        if not allowed or added or chunk <= 2 * max(map(len, vocab)):
+            return None
+        # the sequence must be one word, cut from the prompt by the pre-tokenizer
+        probe = "".join(allowed)
+        before, word, after = normalise(text_before), probe.translate(str.maketrans(allowed)), normalise(text_after)
+        whole = normalise(text_before + probe + text_after)
+        if whole != before + word + after:
+            return None
+        splits = backend.pre_tokenizer.pre_tokenize_str(whole) if backend.pre_tokenizer is not None else [(whole, (0, len(whole)))]
+        if (word, (len(before), len(before) + len(word))) not in [(text, tuple(span)) for text, span in splits]:
+            return None
+        chunker = cls(model, vocab, text_before, text_after, allowed, chunk)
+        if not chunker._split_template(tokenizer, probe):
+            return None
+        # the proof of the pudding: the tokenizer's own answer on probes that cross many pieces
+        rng = np.random.default_rng(0)
+        probes = [
+            "".join(rng.choice(list("ACGT"), size=3 * chunk + 37)),
+            ("ACACACACGT" * chunk)[: 2 * chunk + 3] + "N" * 40 + "acgtRYKM" * 10,
+        ]
+        for sequence in (p for p in probes if set(p) <= chunker.allowed):
+            expected = tokenizer(text_before + sequence + text_after, return_offsets_mapping=True,
+                                 return_special_tokens_mask=True, truncation=False, verbose=False)
+            ids, offsets, special = chunker.encode(sequence)
+            if (ids, offsets, special) != (list(expected["input_ids"]), [tuple(o) for o in expected["offset_mapping"]],
+                                           list(expected["special_tokens_mask"])):
+                return None
+        return chunker
+
+    def _split_template(self, tokenizer, probe: str) -> bool:
+        """Keep the template's own tokens (prompt and special tokens) before and after the sequence."""
+        start = len(self.text_before)
+        end = start + len(probe)
+        enc = tokenizer(self.text_before + probe + self.text_after, return_offsets_mapping=True,
+                        return_special_tokens_mask=True, truncation=False, verbose=False)
+        inside = []
+        for i, ((a, b), special) in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"])):
+            if special or a == b:
+                continue
+            if start <= a and b <= end:
+                inside.append(i)
+            elif a < end and b > start:  # a token across the sequence's edge: not a word of its own
+                return False
+        if not inside or inside != list(range(inside[0], inside[-1] + 1)):
+            return False
+        ids, offsets, specials = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]], list(enc["special_tokens_mask"])
+        first, last = inside[0], inside[-1] + 1
+        self.before = (ids[:first], offsets[:first], specials[:first])
+        after_offsets = [(a, b) if s or a == b else (a - end, b - end) for (a, b), s in zip(offsets[last:], specials[last:])]
+        self.after = (ids[last:], after_offsets, specials[last:])
+        return True
+
+    @property
+    def template_tokens(self) -> int:
+        """Tokens of the prompt and special tokens around the sequence."""
+        return len(self.before[0]) + len(self.after[0])
+
+    def applies(self, sequence: str) -> bool:
+        """Whether ``sequence`` goes through the chunked path (long, and only letters it was checked for)."""
+        return len(sequence) > self.chunk and set(sequence) <= self.allowed
+
+    def encode(self, sequence: str, max_sequence_tokens: Optional[int] = None) -> Tokens:
+        """Ids, offsets and special-token mask of the rendered prompt, as the tokenizer gives them.
+
+        With ``max_sequence_tokens`` only the first that many sequence tokens are made (what a
+        window of ``max_length`` can hold, plus one to know that the rest was cut).
+        """
+        start = len(self.text_before)
+        end = start + len(sequence)
+        pieces = self.tokenize_word(sequence.translate(self.table), max_sequence_tokens)
+        ids = self.before[0] + [i for i, _, _ in pieces] + self.after[0]
+        offsets = (
+            self.before[1]
+            + [(start + a, start + b) for _, a, b in pieces]
+            + [(a, b) if s or a == b else (end + a, end + b) for (a, b), s in zip(self.after[1], self.after[2])]
+        )
+        special = self.before[2] + [0] * len(pieces) + self.after[2]
+        return ids, offsets, special
+
+    def tokenize_word(self, word: str, max_tokens: Optional[int] = None) -> list[tuple[int, int, int]]:
+        """``(id, start, end)`` of every WordPiece token of one normalised word (the first ``max_tokens``)."""
+        n = len(word)
+        out: list[tuple[int, int, int]] = []
+        pos = 0
+        while pos < n and (max_tokens is None or len(out) < max_tokens):
+            end = min(n, pos + self.chunk)
+            model = self.first if pos == 0 else self.continuation
+            tokens = model.tokenize(word[pos:end])
+            last_safe = end - pos - self.lookahead if end < n else end - pos  # later starts may change with more text
+            for token in tokens:
+                a, b = token.offsets
+                if a > last_safe:
+                    break
+                out.append((token.id, pos + a, pos + b))
+            pos = out[-1][2]
+        return out if max_tokens is None else out[:max_tokens]
 
 
 class SequenceEncoder:
@@ -112,6 +286,9 @@ class SequenceEncoder:
                     "(lingo_core.models.load_model does this when encoding.sequence='nucleotide')"
                 )
         self.stride = cfg.kmer_stride or cfg.k
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._one_word = cfg.sequence == "native" and type(getattr(backend, "model", None)).__name__ == "WordPiece"
+        self.chunker = ChunkedWordPiece.build(tokenizer, self.text_before, self.text_after) if self._one_word else None
 
     # -- rendering -------------------------------------------------------------------------
     def render_sequence(self, sequence: str) -> tuple[str, np.ndarray]:
@@ -160,43 +337,67 @@ class SequenceEncoder:
         Spans are only computed for the sequences that need truncation, so this is the fast path
         used for training and prediction.
         """
-        rendered, batch = self._tokenize(sequences)
+        rendered, tokens = self._tokenize(sequences)
         ids_out, n_truncated = [], 0
-        for i, ids in enumerate(batch["input_ids"]):
+        for i, (ids, _, _) in enumerate(tokens):
             if len(ids) > self.cfg.max_length:
-                ids = self._to_encoded(rendered[i], batch, i).input_ids
+                ids = self._to_encoded(rendered[i], tokens[i]).input_ids
                 n_truncated += 1
             ids_out.append(ids)
         return ids_out, n_truncated
 
     def encode_many(self, sequences: Sequence[str], with_tokens: bool = False) -> list[EncodedSequence]:
         """Encode sequences with per-token spans and kinds (and token strings when asked)."""
-        rendered, batch = self._tokenize(sequences)
+        rendered, tokens = self._tokenize(sequences)
         out = []
         for i in range(len(sequences)):
-            encoded = self._to_encoded(rendered[i], batch, i)
+            encoded = self._to_encoded(rendered[i], tokens[i])
             if with_tokens:
                 encoded.tokens = self.tokenizer.convert_ids_to_tokens(encoded.input_ids)
             out.append(encoded)
         return out
 
-    def _tokenize(self, sequences: Sequence[str]):
-        rendered = [self.render(s) for s in sequences]
-        batch = self.tokenizer(
-            [text for text, _, _ in rendered],
-            add_special_tokens=True,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-            truncation=False,
-            verbose=False,
-        )
-        return rendered, batch
+    def _tokenize(self, sequences: Sequence[str]) -> tuple[list[tuple[str, int, np.ndarray]], list[Tokens]]:
+        """Rendered prompts and their tokens (ids, character offsets, special-token mask).
 
-    def _to_encoded(self, rendered, batch, i: int) -> EncodedSequence:
+        Long sequences that :class:`ChunkedWordPiece` handles are tokenised in pieces, and only
+        as far as ``max_length`` can hold; everything else in one batch call to the tokenizer.
+        """
+        rendered = [self.render(s) for s in sequences]
+        tokens: list[Optional[Tokens]] = [None] * len(sequences)
+        plain = []
+        for i, sequence in enumerate(sequences):
+            if self.chunker is not None and self.chunker.applies(sequence):
+                budget = max(self.cfg.max_length - self.chunker.template_tokens, 0) + 1
+                tokens[i] = self.chunker.encode(sequence, budget)
+            elif self._one_word and len(sequence) > SLOW_WORD_LIMIT:
+                raise EncodingError(
+                    f"a {len(sequence):,} nt sequence would be tokenised as one WordPiece word, whose cost grows much "
+                    f"faster than its length; pieces of {CHUNK_CHARS} characters need the sequence to stand alone in "
+                    f"the prompt and hold only IUPAC letters, and this one or the template {template_for(self.cfg)!r} "
+                    "does not. Fix: put a space or newline on both sides of {sequence} in encoding.prefix, or cut "
+                    f"the sequence below {SLOW_WORD_LIMIT:,} nt"
+                )
+            else:
+                plain.append(i)
+        if plain:
+            batch = self.tokenizer(
+                [rendered[i][0] for i in plain],
+                add_special_tokens=True,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+                truncation=False,
+                verbose=False,
+            )
+            for k, i in enumerate(plain):
+                tokens[i] = (list(batch["input_ids"][k]), batch["offset_mapping"][k], batch["special_tokens_mask"][k])
+        return rendered, tokens  # type: ignore[return-value]
+
+    def _to_encoded(self, rendered: tuple[str, int, np.ndarray], tokens: Tokens) -> EncodedSequence:
         _, seq_start, char_map = rendered
-        ids = list(batch["input_ids"][i])
-        offsets = np.asarray(batch["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
-        special = np.asarray(batch["special_tokens_mask"][i], dtype=bool)
+        ids = list(tokens[0])
+        offsets = np.asarray(tokens[1], dtype=np.int64).reshape(-1, 2)
+        special = np.asarray(tokens[2], dtype=bool)
         seq_end = seq_start + len(char_map)
         spans: list[Optional[tuple[int, int]]] = []
         kinds: list[str] = []

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from .config import EncodingConfig, ModelConfig
-from .encoding import add_nucleotide_tokens
+from .encoding import SLOW_WORD_LIMIT, add_nucleotide_tokens
 
 
 class ModelError(RuntimeError):
@@ -289,8 +289,10 @@ def _load_tokenizer(source: str, trust_remote_code: bool, **kwargs):
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and hasattr(backend.model, "max_input_chars_per_word"):
-        # WordPiece turns any "word" over 100 characters into one [UNK]: a DNA sequence is one word.
-        backend.model.max_input_chars_per_word = 1_000_000
+        # WordPiece turns any "word" over 100 characters into one [UNK], and a DNA sequence is one word.
+        # The encoder tokenises long sequences in pieces (encoding.ChunkedWordPiece), so the tokenizer itself
+        # only sees words up to SLOW_WORD_LIMIT characters; above that its cost explodes (8 kb: 12 s).
+        backend.model.max_input_chars_per_word = SLOW_WORD_LIMIT
     return tokenizer
 
 
