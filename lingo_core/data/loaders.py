@@ -20,6 +20,7 @@ from lingo_core.data.validation import (
     DataError,
     Locator,
     check_sequences,
+    check_training_lengths,
     parse_binary_labels,
     parse_class_labels,
     require_two_classes,
@@ -228,6 +229,7 @@ def read_fasta_records(path: Path, cfg: DataConfig, num_classes: Optional[int] =
         return f"{path}, record '{ids[i]}'"
 
     sequences, replaced = check_sequences([seq for _, seq in records], locate, cfg.iupac)
+    check_training_lengths(sequences, locate)
     if label_texts is None:
         labels = _labels_from_table(path, ids, cfg, num_classes)
     else:
@@ -271,6 +273,7 @@ def read_table(path: Path, cfg: DataConfig, num_classes: Optional[int] = None) -
     frame, lines = _read_frame(path, columns)
     locate = _line_locator(path, lines)
     sequences, replaced = check_sequences(frame[cfg.sequence_column], locate, cfg.iupac)
+    check_training_lengths(sequences, locate)
     labels = _parse_labels(frame, cfg.label_columns, locate, num_classes)
     if cfg.id_column:
         ids = frame[cfg.id_column].str.strip().tolist()

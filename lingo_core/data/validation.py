@@ -13,6 +13,9 @@ import pandas as pd
 
 NUCLEOTIDES = "ACGTN"
 AMBIGUITY_CODES = "RYSWKMBDHV"  # IUPAC codes other than A C G T N; mapped to N or rejected
+# A training record longer than this is refused at load: far more than any model window holds (512 tokens read
+# ~1 kb; 8,192 tokens, the longest supported, ~16 kb), so it is a whole contig or chromosome by mistake.
+MAX_TRAINING_SEQUENCE_NT = 20_000
 
 _VALID, _AMBIGUOUS, _INVALID = 0, 1, 2
 _CHAR_CLASS = np.full(128, _INVALID, dtype=np.uint8)
@@ -73,6 +76,23 @@ def check_sequences(
     for record in np.flatnonzero(ambiguous_per_record):
         cleaned[record] = cleaned[record].translate(_TO_N)
     return cleaned, ambiguous_per_record
+
+
+def check_training_lengths(sequences: Sequence[str], locate: Locator, limit: int = MAX_TRAINING_SEQUENCE_NT) -> None:
+    """Refuse training records longer than ``limit`` nt, naming the first one, its length and the fix."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    too_long = np.flatnonzero(lengths > limit)
+    if not too_long.size:
+        return
+    first = int(too_long[0])
+    others = f" ({too_long.size} records of this file are; the longest has {int(lengths.max()):,} nt)" if too_long.size > 1 else ""
+    raise DataError(
+        f"{locate(first)}: the sequence has {int(lengths[first]):,} nt, more than the {limit:,} nt a training record "
+        f"may have{others}. A model reads at most encoding.max_length tokens of a record (about 1 kb at the default "
+        "512) and would never see the rest. Fix: cut such records into the regions that carry the label (windows of "
+        "a few kb at most, each with the record's label), or score long sequences with 'python -m lingo_core "
+        "predict', which reads them in sliding windows."
+    )
 
 
 def _bad_character_message(sequence: str, where: str, iupac: str) -> str:
