@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="F", help="CSV/TSV file with a sequence column (and optionally an id column)")
     p.add_argument("--sequence-column", default="sequence")
     p.add_argument("--id-column", help="id column of --csv (default: 'id' if present, else file:line)")
-    p.add_argument("--out", metavar="F", help="write .csv or .json instead of CSV to stdout")
+    p.add_argument("--out", metavar="F", help="write .csv or .json instead of CSV to stdout (it appears only once complete)")
     p.add_argument("--aggregate", choices=["mean", "max"], default="mean", help="how window probabilities combine")
     p.add_argument("--window", type=int, metavar="NT", help="sliding window size in nt (default: what fits the model)")
     p.add_argument("--stride", type=int, metavar="NT", help="sliding window stride in nt (default: half a window)")
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first invalid record instead of reporting it")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label: probability for a label to be predicted")
     p.add_argument("--batch-size", type=int, help="sequences per forward pass (default: chosen for the device)")
+    p.add_argument("--chunk-size", type=int, default=512, metavar="N", help="records read, scored and written at a time (bounds memory)")
     p.add_argument("--device", help="cpu, cuda, ... (default: the run's model.device)")
     p.set_defaults(func=cmd_predict)
 

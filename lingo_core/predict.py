@@ -13,26 +13,41 @@ its row and the rest are still scored, unless ``strict=True``. A sequence whose 
 fit the model window (``encoding.max_length`` tokens) is scored in sliding windows whose
 probabilities are aggregated (``mean`` or ``max``); shorter ones are right-padded in the batch as
 in training. Inference is batched by token length under ``torch.inference_mode``.
+
+Many records stream through in bounded memory: :meth:`Predictor.predict_stream` scores them chunk
+by chunk (at most :data:`STREAM_CHUNK_RECORDS` records or :data:`STREAM_CHUNK_NT` nucleotides at a
+time, and the windows of a long sequence :data:`WINDOW_BLOCK` at a time), and
+:class:`PredictionWriter` writes each chunk's rows as they come, under a temporary name that becomes
+the output file only when every record was written::
+
+    >>> with PredictionWriter("scores.csv") as writer:
+    ...     for chunk in predictor.predict_stream(iter_inputs(fasta="genome.fa")):
+    ...         writer.write(chunk)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
+import textwrap
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import IO, Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import runs
+from .config import ConfigError
 from .data import DataError, clean_sequence
 from .data.validation import check_sequences
 from .inference import TrainedModel, load_trained, logits_to_probs, predict_logits
-from .sequence_input import InputRecord, as_records, gather_inputs, reverse_complement
+from .sequence_input import InputRecord, as_records, count_fasta_records, gather_inputs, iter_inputs, reverse_complement
 
 PathLike = Union[str, Path]
 AGGREGATIONS = ("mean", "max")
@@ -40,6 +55,10 @@ WINDOW_MARGIN = 0.9  # windows of long sequences use 90 % of what a typical sequ
 CPU_BATCH_SIZE = 64  # at most this many sequences per forward pass on CPU ...
 CPU_MAX_TOKENS = 4096  # ... and at most this many tokens (rows x length): batches that stay in cache run faster
 GPU_BATCH_SIZE = 256
+STREAM_CHUNK_RECORDS = 512  # predict_stream scores at most this many records at a time ...
+STREAM_CHUNK_NT = 2_000_000  # ... holding at most about this many nucleotides (one longer record is a chunk of its own)
+WINDOW_BLOCK = 4096  # windows encoded and scored at a time, so a chromosome-long sequence stays in bounded memory
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "csv", "": "csv", ".json": "json"}  # .tsv is written comma-separated, as before
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -125,27 +144,15 @@ class Predictions:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: settings, then one entry per record with ``probabilities`` keyed by label name."""
-        entries = []
-        for row in self.rows:
-            entries.append(
-                {
-                    "id": row.id,
-                    "sequence": row.sequence,
-                    "probabilities": None
-                    if row.probabilities is None
-                    else {name: float(p) for name, p in zip(self.label_names, row.probabilities)},
-                    "predicted": row.predicted,
-                    "flags": {
-                        "length": row.length,
-                        "n_fraction": row.n_fraction,
-                        "n_windows": row.n_windows,
-                        "windows_truncated": row.windows_truncated,
-                        "iupac_replaced": row.iupac_replaced,
-                        "duplicate_id": row.duplicate_id,
-                    },
-                    "error": row.error,
-                }
-            )
+        return {
+            **self.header(),
+            "n_records": len(self.rows),
+            "n_errors": len(self.errors),
+            "predictions": [self.entry(row) for row in self.rows],
+        }
+
+    def header(self) -> dict[str, Any]:
+        """The JSON export's settings: the same for every chunk of one :meth:`Predictor.predict_stream`."""
         return {
             "run_dir": self.run_dir,
             "source": self.source,
@@ -158,9 +165,26 @@ class Predictions:
             "window_nt": self.window_nt,
             "stride_nt": self.stride_nt,
             **self.settings,
-            "n_records": len(self.rows),
-            "n_errors": len(self.errors),
-            "predictions": entries,
+        }
+
+    def entry(self, row: SequencePrediction) -> dict[str, Any]:
+        """One record of the JSON export."""
+        return {
+            "id": row.id,
+            "sequence": row.sequence,
+            "probabilities": None
+            if row.probabilities is None
+            else {name: float(p) for name, p in zip(self.label_names, row.probabilities)},
+            "predicted": row.predicted,
+            "flags": {
+                "length": row.length,
+                "n_fraction": row.n_fraction,
+                "n_windows": row.n_windows,
+                "windows_truncated": row.windows_truncated,
+                "iupac_replaced": row.iupac_replaced,
+                "duplicate_id": row.duplicate_id,
+            },
+            "error": row.error,
         }
 
     def aggregation_text(self) -> str:
@@ -181,13 +205,131 @@ class Predictions:
         return path
 
     def save(self, path: PathLike) -> Path:
-        """Write CSV or JSON, chosen by the file suffix."""
-        path = Path(path)
-        if path.suffix.lower() == ".json":
-            return self.to_json(path)
-        if path.suffix.lower() in (".csv", ".tsv", ""):
-            return self.to_csv(path)
-        raise ValueError(f"{path}: unknown output format '{path.suffix}'; use .csv or .json")
+        """Write CSV or JSON, chosen by the file suffix; the file appears only once complete."""
+        with PredictionWriter(path) as writer:
+            writer.write(self)
+        return Path(path)
+
+
+# --------------------------------------------------------------------------------------- streaming output
+
+
+def output_format(path: PathLike) -> str:
+    """``csv`` or ``json`` by the file suffix; a :class:`ConfigError` for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ConfigError(f"{path}: unknown output format '{suffix}'. Fix: name the output file .csv or .json")
+    return OUTPUT_FORMATS[suffix]
+
+
+def _open_partial(path: Path) -> IO[str]:
+    """A new temporary file next to ``path`` (proves the folder is writable), or a clear error."""
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder. Fix: give a file name for the predictions, e.g. {path / 'predictions.csv'}")
+    if not folder.is_dir():
+        raise ConfigError(f"{path}: the folder {folder} does not exist. Fix: create it first, or write the predictions elsewhere")
+    try:
+        return tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", newline="", dir=folder, prefix=f".{path.name}.", suffix=".partial", delete=False
+        )
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write in {folder} ({exc.strerror or exc}). Fix: choose a writable place") from None
+
+
+class PredictionWriter:
+    """Writes predictions chunk by chunk: to a .csv/.json file, or as CSV to a stream (stdout).
+
+    A file is written under a temporary name next to it (``.NAME.*.partial``) and moved into place
+    with ``os.replace`` only by :meth:`close`, once every record is in it; a failure (an exception
+    inside ``with``, or :meth:`abort`) removes the temporary file and leaves any earlier file at
+    ``path`` as it was. The format is checked and the temporary file created at construction, so a
+    bad path fails before anything is scored. CSV and JSON are the same, byte for byte, as
+    :meth:`Predictions.to_csv` / :meth:`Predictions.to_json` of all rows at once.
+    """
+
+    def __init__(self, path: Optional[PathLike] = None, stream: Optional[IO[str]] = None) -> None:
+        if (path is None) == (stream is None):
+            raise ValueError("give exactly one of path and stream")
+        self.path = None if path is None else Path(path).expanduser()
+        self.format = "csv" if self.path is None else output_format(self.path)
+        self._handle: Optional[IO[str]] = None if self.path is None else _open_partial(self.path)
+        self._out: IO[str] = stream if stream is not None else self._handle  # type: ignore[assignment]
+        self._body: Optional[IO[str]] = None  # JSON: the entries, until the counts for the header are known
+        self._header: Optional[dict[str, Any]] = None
+        self.rows = 0
+        self.errors = 0
+        self.closed = False
+
+    @property
+    def partial_path(self) -> Optional[Path]:
+        """Where the rows go until :meth:`close` (None when writing to a stream)."""
+        return None if self._handle is None else Path(self._handle.name)
+
+    def write(self, chunk: Predictions) -> None:
+        """Append the rows of one chunk (in order)."""
+        if self.format == "csv":
+            chunk.to_frame().to_csv(self._out, index=False, header=self._header is None)
+            self._out.flush()
+        else:
+            if self._body is None:
+                self._body = tempfile.TemporaryFile("w+", encoding="utf-8", dir=self.path.parent)  # type: ignore[union-attr]
+            for k, row in enumerate(chunk.rows):
+                separator = ",\n" if self.rows + k else ""
+                self._body.write(separator + textwrap.indent(json.dumps(chunk.entry(row), indent=2), "    "))
+        if self._header is None:
+            self._header = chunk.header()
+        self.rows += len(chunk)
+        self.errors += len(chunk.errors)
+
+    def close(self) -> Optional[Path]:
+        """Finish the output; a file is moved into place now. Returns its path (None for a stream)."""
+        if self.closed:
+            return self.path
+        if self._header is None:
+            raise ValueError("nothing was written: PredictionWriter needs at least one chunk (an empty one is fine)")
+        if self.format == "json":
+            self._finish_json()
+        self.closed = True
+        if self._handle is None:
+            self._out.flush()
+            return None
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self._handle.name, self.path)  # type: ignore[arg-type]
+        return self.path
+
+    def _finish_json(self) -> None:
+        head = json.dumps({**self._header, "n_records": self.rows, "n_errors": self.errors, "predictions": []}, indent=2)
+        assert head.endswith("[]\n}")
+        if not self.rows:
+            self._out.write(head + "\n")
+            return
+        self._out.write(head[: -len("[]\n}")] + "[\n")
+        self._body.seek(0)  # type: ignore[union-attr]
+        while block := self._body.read(1 << 20):  # type: ignore[union-attr]
+            self._out.write(block)
+        self._out.write("\n  ]\n}\n")
+        self._body.close()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        """Drop everything written so far (the temporary file is removed; ``path`` is left untouched)."""
+        self.closed = True
+        if self._body is not None:
+            self._body.close()
+        if self._handle is not None:
+            self._handle.close()
+            Path(self._handle.name).unlink(missing_ok=True)
+
+    def __enter__(self) -> "PredictionWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif not self.closed:
+            self.abort()
 
 
 # --------------------------------------------------------------------------------------- the predictor
@@ -306,30 +448,102 @@ class Predictor:
 
         ``window``/``stride`` (nt) set the sliding windows used for sequences whose encoding does not
         fit the model (default: :attr:`window_nt`, stride half a window). ``strict`` raises a
-        :class:`DataError` at the first invalid record instead of reporting it in its row.
+        :class:`DataError` at the first invalid record instead of reporting it in its row. All
+        records are scored together; for many records use :meth:`predict_stream`.
         """
+        options = self._options(aggregate, stride, window, reverse_complement, strict, batch_size, threshold)
+        return self._predict_chunk(as_records(inputs, ids), {}, 0, options)
+
+    def predict_stream(
+        self,
+        records: Iterable[InputRecord],
+        *,
+        chunk_records: int = STREAM_CHUNK_RECORDS,
+        chunk_nt: int = STREAM_CHUNK_NT,
+        aggregate: str = "mean",
+        stride: Optional[int] = None,
+        window: Optional[int] = None,
+        reverse_complement: bool = False,
+        strict: bool = False,
+        batch_size: Optional[int] = None,
+        threshold: float = 0.5,
+    ) -> Iterator[Predictions]:
+        """Score ``records`` (any iterable, read lazily) chunk by chunk: one :class:`Predictions` per chunk, in input order.
+
+        A chunk holds at most ``chunk_records`` records and, unless one record alone is longer,
+        about ``chunk_nt`` nucleotides, so memory does not grow with the number of records (only
+        the set of ids seen, for the ``duplicate_id`` flag). Options as in :meth:`predict`, checked
+        before the first record is read. No records at all give one empty chunk.
+        """
+        if chunk_records < 1 or chunk_nt < 1:
+            raise ValueError(f"chunk_records ({chunk_records}) and chunk_nt ({chunk_nt}) must be at least 1")
+        options = self._options(aggregate, stride, window, reverse_complement, strict, batch_size, threshold)
+
+        def chunks() -> Iterator[Predictions]:
+            first_seen: dict[str, int] = {}
+            start = 0
+            for chunk in _chunked(records, chunk_records, chunk_nt):
+                yield self._predict_chunk(chunk, first_seen, start, options)
+                start += len(chunk)
+
+        return chunks()
+
+    def _options(
+        self, aggregate: str, stride: Optional[int], window: Optional[int], reverse_complement: bool, strict: bool,
+        batch_size: Optional[int], threshold: float,
+    ) -> dict[str, Any]:
+        """Checked scoring options, with the window and stride resolved to nucleotides."""
         if aggregate not in AGGREGATIONS:
             raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
-        records = as_records(inputs, ids)
         window_nt = int(window or self.window_nt)
         stride_nt = int(stride or max(1, window_nt // 2))
         if window_nt < 1 or stride_nt < 1:
             raise ValueError(f"window ({window_nt}) and stride ({stride_nt}) must be positive numbers of nucleotides")
         if stride_nt > window_nt:
             raise ValueError(f"stride {stride_nt} nt is larger than the window {window_nt} nt: nucleotides would be skipped")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        return {
+            "aggregate": aggregate, "window_nt": window_nt, "stride_nt": stride_nt, "explicit_window": window is not None,
+            "reverse_complement": reverse_complement, "strict": strict, "batch_size": batch_size, "threshold": threshold,
+        }
 
-        rows, clean = self._validate(records, strict)
-        windows, window_ids, truncated = self._windows(clean, window_nt, stride_nt, explicit_window=window is not None)
-        probs = logits_to_probs(self.logits_of_ids(window_ids, batch_size), self.multi_label)
-        if reverse_complement:
-            rc_probs, rc_truncated = self._reverse_strand(clean, windows, batch_size)
-            truncated |= rc_truncated
-            probs = (probs + rc_probs) / 2
-        self._aggregate(rows, windows, probs, truncated, aggregate, threshold)
+    def _predict_chunk(
+        self, records: list[InputRecord], first_seen: dict[str, int], start: int, options: dict[str, Any]
+    ) -> Predictions:
+        """Validate and score one chunk of records; ``first_seen`` carries ids across chunks, ``start`` numbers them."""
+        rows, clean = self._validate(records, options["strict"], first_seen, start)
+        self._score(rows, clean, options)
         return Predictions(
-            rows, list(self.label_names), self.multi_label, aggregate, reverse_complement, window_nt, stride_nt,
-            str(self.trained.run.path), self.trained.source, threshold,
+            rows, list(self.label_names), self.multi_label, options["aggregate"], options["reverse_complement"],
+            options["window_nt"], options["stride_nt"], str(self.trained.run.path), self.trained.source,
+            options["threshold"],
         )
+
+    def _score(self, rows: list[SequencePrediction], clean: dict[int, str], options: dict[str, Any]) -> None:
+        """Score every window of the valid records, :data:`WINDOW_BLOCK` windows at a time, and fill their rows."""
+        batch_size = options["batch_size"]
+        windows, window_ids, truncated = self._windows(
+            clean, options["window_nt"], options["stride_nt"], options["explicit_window"]
+        )
+        probs = np.zeros((0, len(self.label_names)), dtype=np.float32)
+        for lo in range(0, len(windows), WINDOW_BLOCK):
+            hi = min(lo + WINDOW_BLOCK, len(windows))
+            pending = [w for w in range(lo, hi) if window_ids[w] is None]
+            if pending:
+                ids, cut = self._encode_checked([clean[windows[w].record][windows[w].start : windows[w].end] for w in pending])
+                for w, encoded, was_cut in zip(pending, ids, cut):
+                    window_ids[w], truncated[w] = encoded, bool(was_cut)
+            block = logits_to_probs(self.logits_of_ids(window_ids[lo:hi], batch_size), self.multi_label)  # type: ignore[arg-type]
+            if options["reverse_complement"]:
+                rc_probs, rc_truncated = self._reverse_strand(clean, windows[lo:hi], batch_size)
+                truncated[lo:hi] |= rc_truncated
+                block = (block + rc_probs) / 2
+            if lo == 0:
+                probs = np.empty((len(windows), block.shape[1]), dtype=block.dtype)
+            probs[lo:hi] = block
+            window_ids[lo:hi] = [None] * (hi - lo)  # scored: drop the token ids
+        self._aggregate(rows, windows, probs, truncated, options["aggregate"], options["threshold"])
 
     # -- helpers ----------------------------------------------------------------------------
     def _reverse_strand(
@@ -360,10 +574,23 @@ class Predictor:
             return ";".join(name for name, p in zip(self.label_names, probs) if p >= threshold)
         return self.label_names[int(np.argmax(probs))]
 
-    def _validate(self, records: list[InputRecord], strict: bool) -> tuple[list[SequencePrediction], dict[int, str]]:
-        """One output row per record; the clean sequence of every valid one (by row)."""
+    def _validate(
+        self, records: list[InputRecord], strict: bool, first_seen: Optional[dict[str, int]] = None, start: int = 0
+    ) -> tuple[list[SequencePrediction], dict[int, str]]:
+        """One output row per record; the clean sequence of every valid one (by row).
+
+        ``first_seen`` maps the ids of earlier chunks to their record number (updated here);
+        ``start`` is the number of records before this chunk.
+        """
         rows = [SequencePrediction(r.id, r.sequence, None, "", len(r.sequence), 0.0, 0) for r in records]
-        duplicated = pd.Series([r.id for r in records], dtype=object).duplicated().to_numpy()
+        first_seen = {} if first_seen is None else first_seen
+        duplicated = np.zeros(len(records), dtype=bool)
+        first_of: dict[int, int] = {}
+        for i, record in enumerate(records):
+            if record.id in first_seen:
+                duplicated[i], first_of[i] = True, first_seen[record.id]
+            else:
+                first_seen[record.id] = start + i
         candidates = [i for i, r in enumerate(records) if not r.error]
         try:  # vectorised: all records at once (the common case: no bad record)
             cleaned, replaced = check_sequences(
@@ -381,9 +608,8 @@ class Predictor:
         for i, (record, row) in enumerate(zip(records, rows)):
             row.duplicate_id = bool(duplicated[i])
             if row.duplicate_id and strict:
-                first = next(k for k, r in enumerate(records) if r.id == record.id)
                 raise DataError(
-                    f"{record.where}: duplicate id (also record {first + 1}). "
+                    f"{record.where}: duplicate id (also record {first_of[i] + 1}). "
                     "Fix: make every id unique, or run without strict to keep both rows (flagged duplicate_id)."
                 )
             outcome = DataError(record.error) if record.error else results[i]
@@ -400,12 +626,13 @@ class Predictor:
 
     def _windows(
         self, clean: dict[int, str], window_nt: int, stride_nt: int, explicit_window: bool
-    ) -> tuple[list[_Window], list[list[int]], np.ndarray]:
-        """Windows to score, their token ids and whether each lost its tail to ``max_length``.
+    ) -> tuple[list[_Window], list[Optional[list[int]]], np.ndarray]:
+        """Windows to score, the token ids of the whole sequences among them, and whether each lost its tail to ``max_length``.
 
         A sequence is scored whole when its encoding fits (or, with an explicit window, when it is
         no longer than the window); otherwise in sliding windows, the last one ending at the
-        sequence end. Whole sequences are tokenised once.
+        sequence end, whose ids are left as None (encoded block by block in :meth:`_score`). Whole
+        sequences are tokenised once; a long one only as far as the model window reaches.
         """
         order = list(clean)
         if explicit_window:
@@ -417,7 +644,6 @@ class Predictor:
         cut_whole = {i for i, cut in zip(whole, whole_cut) if cut and explicit_window}
 
         windows: list[_Window] = []
-        pending: list[int] = []  # windows still to encode
         window_ids: list[Optional[list[int]]] = []
         truncated: list[bool] = []
         for record in order:
@@ -427,18 +653,14 @@ class Predictor:
                 window_ids.append(fitted[record])
                 truncated.append(record in cut_whole)
                 continue
-            starts = list(range(0, length - window_nt + 1, stride_nt))
+            # (a sequence shorter than the window whose tokens still do not fit is one window, cut: windows_truncated)
+            starts = list(range(0, length - window_nt + 1, stride_nt)) or [0]
             if starts[-1] + window_nt < length:
                 starts.append(length - window_nt)
             for start in starts:
-                pending.append(len(windows))
-                windows.append(_Window(record, start, start + window_nt))
+                windows.append(_Window(record, start, min(start + window_nt, length)))
                 window_ids.append(None)
                 truncated.append(False)
-        if pending:
-            ids, cut = self._encode_checked([clean[windows[w].record][windows[w].start : windows[w].end] for w in pending])
-            for w, encoded, was_cut in zip(pending, ids, cut):
-                window_ids[w], truncated[w] = encoded, bool(was_cut)
         return windows, window_ids, np.array(truncated, dtype=bool)
 
     def _encode_checked(self, sequences: list[str]) -> tuple[list[list[int]], np.ndarray]:
@@ -453,6 +675,20 @@ class Predictor:
             for i, encoded in zip(suspects, self.encoder.encode_many([sequences[i] for i in suspects])):
                 cut[i] = encoded.truncated_at is not None
         return ids, cut
+
+
+def _chunked(records: Iterable[InputRecord], max_records: int, max_nt: int) -> Iterator[list[InputRecord]]:
+    """Consecutive lists of records: at most ``max_records``, closed once they hold ``max_nt`` nucleotides; [] if none."""
+    chunk: list[InputRecord] = []
+    nucleotides, yielded = 0, False
+    for record in records:
+        chunk.append(record)
+        nucleotides += len(record.sequence)
+        if len(chunk) >= max_records or nucleotides >= max_nt:
+            yield chunk
+            chunk, nucleotides, yielded = [], 0, True
+    if chunk or not yielded:
+        yield chunk
 
 
 # --------------------------------------------------------------------------------------- cache
@@ -505,28 +741,75 @@ def predict(
     return load_predictor(run_dir, device).predict(records, **options)
 
 
+class ProgressLine:
+    """Records scored so far, on stderr: rewritten in place on a terminal, else one line every ``every`` seconds."""
+
+    def __init__(self, total: Optional[int], stream: IO[str] = sys.stderr, every: float = 10.0) -> None:
+        self.total, self.stream, self.every = total, stream, every
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.started = self.last = time.monotonic()
+        self.records = self.nucleotides = 0
+
+    def text(self) -> str:
+        elapsed = time.monotonic() - self.started
+        done = f"{self.records:,}" if self.total is None else f"{self.records:,}/{self.total:,}"
+        line = f"predict: {done} records, {self.nucleotides / 1e6:.2f} Mb, {elapsed:.0f} s"
+        if self.total and 0 < self.records < self.total:
+            line += f", about {elapsed * (self.total - self.records) / self.records:.0f} s left"
+        return line
+
+    def update(self, records: int, nucleotides: int) -> None:
+        self.records += records
+        self.nucleotides += nucleotides
+        now = time.monotonic()
+        if self.tty:
+            print("\r" + self.text(), end="", file=self.stream, flush=True)
+        elif now - self.last >= self.every:
+            print(self.text(), file=self.stream, flush=True)
+            self.last = now
+
+    def close(self) -> None:
+        if self.tty:
+            print("\r" + self.text(), file=self.stream, flush=True)
+
+
 def run_cli(args: Any) -> int:
-    """``python -m lingo_core predict``: see :func:`lingo_core.cli.build_parser` for the arguments."""
-    records = gather_inputs(
-        args.sequences or None, fasta=args.fasta, csv=args.csv, sequence_column=args.sequence_column, id_column=args.id_column
-    )
-    predictor = load_predictor(args.run_dir, args.device)
-    result = predictor.predict(
-        records,
-        aggregate=args.aggregate,
-        stride=args.stride,
-        window=args.window,
-        reverse_complement=args.reverse_complement,
-        strict=args.strict,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-    )
-    for error in result.errors:
-        print(f"not scored: {error}", file=sys.stderr)
-    if args.out:
-        print(result.save(args.out))
-    else:
-        result.to_frame().to_csv(sys.stdout, index=False)
-    scored = len(result) - len(result.errors)
-    print(f"scored {scored} of {len(result)} records with {predictor.trained.run.path.name} ({predictor.trained.source})", file=sys.stderr)
+    """``python -m lingo_core predict``: see :func:`lingo_core.cli.build_parser` for the arguments.
+
+    The output file is checked (and created under a temporary name) before anything is read or
+    loaded; records are read, scored and written chunk by chunk, with progress on stderr.
+    """
+    chunk_records = getattr(args, "chunk_size", None) or STREAM_CHUNK_RECORDS
+    if chunk_records < 1:
+        raise ConfigError(f"--chunk-size must be at least 1, got {chunk_records}")
+    writer = PredictionWriter(args.out) if args.out else PredictionWriter(stream=sys.stdout)
+    with writer:
+        records = iter_inputs(
+            args.sequences or None, fasta=args.fasta, csv=args.csv, sequence_column=args.sequence_column,
+            id_column=args.id_column,
+        )
+        total = len(args.sequences) if args.sequences else count_fasta_records(args.fasta) if args.fasta else None
+        predictor = load_predictor(args.run_dir, args.device)
+        chunks = predictor.predict_stream(
+            records,
+            chunk_records=chunk_records,
+            aggregate=args.aggregate,
+            stride=args.stride,
+            window=args.window,
+            reverse_complement=args.reverse_complement,
+            strict=args.strict,
+            batch_size=args.batch_size,
+            threshold=args.threshold,
+        )
+        progress = ProgressLine(total)
+        for chunk in chunks:
+            writer.write(chunk)
+            for error in chunk.errors:
+                print(f"not scored: {error}", file=sys.stderr)
+            progress.update(len(chunk), sum(row.length for row in chunk.rows))
+        progress.close()
+    if writer.path is not None:
+        print(writer.path)
+    scored = writer.rows - writer.errors
+    print(f"scored {scored} of {writer.rows} records with {predictor.trained.run.path.name} ({predictor.trained.source})", file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -44,25 +45,31 @@ def scan_fasta(text: str, source: str = "<text>", example_header: str = ">seq1|0
 
     Raises :class:`DataError` only when there is sequence data before the first header (not FASTA).
     """
-    entries: list[FastaEntry] = []
+    return list(iter_fasta_entries(text.lstrip("\ufeff").splitlines(), source, example_header))
+
+
+def iter_fasta_entries(lines: Iterable[str], source: str = "<text>", example_header: str = ">seq1|0") -> Iterator[FastaEntry]:
+    """The entries of FASTA ``lines`` (without line ends), each as soon as it is complete: :func:`scan_fasta` for streams."""
+    entry: FastaEntry | None = None
     chunks: list[str] = []
-    for number, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         line = line.strip()
         if line.startswith(">"):
-            if entries:
-                entries[-1].sequence = "".join(chunks)
-            entries.append(FastaEntry(line[1:].strip(), "", number))
+            if entry is not None:
+                entry.sequence = "".join(chunks)
+                yield entry
+            entry = FastaEntry(line[1:].strip(), "", number)
             chunks = []
         elif line:
-            if not entries:
+            if entry is None:
                 raise DataError(
                     f"{source}, line {number}: sequence data before the first '>' header; this is not FASTA. "
                     f"Fix: start each record with a header line such as '{example_header}'."
                 )
             chunks.append(line)
-    if entries:
-        entries[-1].sequence = "".join(chunks)
-    return entries
+    if entry is not None:
+        entry.sequence = "".join(chunks)
+        yield entry
 
 
 def empty_header_error(source: str, line: int, example_header: str = ">seq1|0") -> str:
@@ -99,6 +106,39 @@ def read_fasta_file_text(path: str | Path) -> str:
         ) from None
 
 
+def fasta_file_lines(path: str | Path) -> Iterator[str]:
+    """The lines of a FASTA file (``.gz`` allowed), read as they are needed; the file is opened now.
+
+    Lines are split as :func:`read_fasta_file_text` followed by ``str.splitlines`` would split them,
+    and read errors become the same :class:`DataError` s.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".gz":
+            handle = gzip.open(path, "rt", encoding="utf-8-sig")
+        else:
+            handle = open(path, encoding="utf-8-sig")  # noqa: SIM115 - closed by the generator
+    except FileNotFoundError:
+        raise DataError(f"{path}: FASTA file not found. Fix: check the path.") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file.") from None
+
+    def lines() -> Iterator[str]:
+        with handle:
+            try:
+                first = True
+                for line in handle:
+                    if first:
+                        line, first = line.lstrip("\ufeff"), False
+                    yield from line.splitlines()
+            except (UnicodeDecodeError, OSError) as exc:
+                raise DataError(
+                    f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file."
+                ) from None
+
+    return lines()
+
+
 def read_fasta(path: str | Path) -> list[tuple[str, str]]:
     """Read a FASTA file (``.gz`` allowed) into ``(header, sequence)`` pairs."""
     return parse_fasta_text(read_fasta_file_text(path), str(path))
@@ -112,10 +152,38 @@ def read_table_frame(path: Path, example_header: str = "sequence,label") -> tupl
 
     Column names are stripped; blank lines are dropped but still count for the line numbers.
     """
+    return _non_blank(_read_csv(path, example_header))
+
+
+def iter_table_frames(
+    path: Path, chunk_rows: int = 10_000, example_header: str = "sequence,label"
+) -> tuple[list[str], Iterator[tuple[pd.DataFrame, np.ndarray]]]:
+    """:func:`read_table_frame` in pieces of ``chunk_rows`` rows: the column names (read now) and the pieces (as needed)."""
+    columns = [str(column).strip() for column in _read_csv(path, example_header, nrows=0).columns]
+
+    def frames() -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        reader = _read_csv(path, example_header, chunksize=chunk_rows)
+        with reader:
+            while True:
+                try:
+                    frame = next(reader)
+                except StopIteration:
+                    return
+                except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                    raise DataError(
+                        f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line."
+                    ) from None
+                yield _non_blank(frame)
+
+    return columns, frames()
+
+
+def _read_csv(path: Path, example_header: str, **options):
+    """``pandas.read_csv`` with every value a string, blank lines kept, and its errors as :class:`DataError`."""
     separator = TABLE_SUFFIXES.get(data_suffix(path), ",")
     try:
-        frame = pd.read_csv(
-            path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False
+        return pd.read_csv(
+            path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False, **options
         )
     except FileNotFoundError:
         raise DataError(f"{path}: file not found. Fix: check the path.") from None
@@ -127,6 +195,9 @@ def read_table_frame(path: Path, example_header: str = "sequence,label") -> tupl
         raise DataError(
             f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line."
         ) from None
+
+
+def _non_blank(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     frame.columns = [str(column).strip() for column in frame.columns]
     frame = frame[~(frame == "").all(axis=1)]
     return frame, frame.index.to_numpy() + 2
