@@ -189,3 +189,82 @@ def test_batched_orthogonal_regulariser_equals_peft(tiny_bert_dir):
         plain = torch.nn.functional.cross_entropy(outputs.logits, labels)
         ours = adapted.regularizer()
     assert float(outputs.loss - plain) == pytest.approx(float(ours), rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["adalora", "ars"])
+def test_batched_importance_scores_and_masks_equal_peft(tiny_bert_dir, method):
+    """The batched allocator's EMAs are bit-identical to peft's RankAllocator over several steps,
+    and its cached final-phase masks zero exactly what peft's list-built masks zero."""
+    from peft.tuners.adalora import RankAllocator
+
+    from lingo_core.adapters.adalora.allocator import BatchedRankAllocator
+
+    budget = {"init_r": 4, "target_r": 2, "tinit": 10, "tfinal": 20, "deltaT": 5}
+    cfg = config_from_dict({"adapter": {"method": method, "adalora": budget}}).adapter
+    adapted = build_adapter(load_model(ModelConfig(name=str(tiny_bert_dir)), 2), cfg, total_step=100, seed=3)
+    assert isinstance(adapted.allocator, BatchedRankAllocator)
+    model = adapted.tuner.model
+    reference = RankAllocator(model, adapted.peft_config, adapted.tuner.trainable_adapter_name)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.grad = torch.randn(param.shape, generator=generator)
+        adapted.allocator.update_ipt(model)
+        reference.update_ipt(model)
+    for table in ("ipt", "exp_avg_ipt", "exp_avg_unc"):
+        ours, peft = getattr(adapted.allocator, table), getattr(reference, table)
+        assert ours.keys() == peft.keys() and len(ours) > 0
+        for name in peft:
+            assert torch.equal(ours[name], peft[name]), (table, name)
+
+    with torch.no_grad():
+        for param in adapted.lora_e().values():
+            param.uniform_(0.5, 1.0)
+    pattern = {name: [i % 2 == 0 for i in range(p.shape[0])] for name, p in adapted.lora_e().items()}
+    for _ in range(2):  # the second call reuses the cached masks
+        adapted.allocator.mask_using_rank_pattern(model, pattern)
+        for name, param in adapted.lora_e().items():
+            expected_zero = torch.tensor([not keep for keep in pattern[name]])
+            assert torch.equal(param.view(-1) == 0, expected_zero), name
+        with torch.no_grad():
+            for param in adapted.lora_e().values():
+                param.uniform_(0.5, 1.0)
+
+
+def test_fused_svd_forward_equals_peft_and_export_uses_it(tiny_bert_dir, tmp_path):
+    """The fused SVD layer computes peft's SVDLinear function (up to rounding), gradients included,
+    and an exported AdaLoRA/ARS adapter is loaded back with the same fused layers."""
+    from peft.tuners.adalora.layer import SVDLinear
+
+    from lingo_core.adapters.adalora.layer import FusedSVDLinear
+    from lingo_core.adapters.registry import get_method
+
+    adapted = _ars(tiny_bert_dir)
+    layers = [m for m in adapted.model.modules() if isinstance(m, SVDLinear)]
+    assert layers and all(type(m) is FusedSVDLinear for m in layers)
+    layer = layers[0]
+    with torch.no_grad():
+        for p in (layer.lora_A["default"], layer.lora_B["default"], layer.lora_E["default"]):
+            p.normal_()
+    layer.eval()
+    x = torch.randn(3, 5, layer.in_features, requires_grad=True)
+    fused = layer(x)
+    (grad_fused,) = torch.autograd.grad(fused.square().sum(), x)
+    layer.__class__ = SVDLinear  # peft's own forward on the same weights
+    try:
+        reference = layer(x)
+        (grad_reference,) = torch.autograd.grad(reference.square().sum(), x)
+    finally:
+        layer.__class__ = FusedSVDLinear
+    adapter_part = reference - layer.base_layer(x)
+    assert adapter_part.abs().max() > 1e-3  # the adapter contributes, so the comparison means something
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-4)
+
+    adapted.export(tmp_path / "adapter")
+    reloaded = get_method("ars").model_class().load_export(
+        load_model(ModelConfig(name=str(tiny_bert_dir)), 2), tmp_path / "adapter"
+    )
+    reloaded_layers = [m for m in reloaded.modules() if isinstance(m, SVDLinear)]
+    assert reloaded_layers and all(type(m) is FusedSVDLinear for m in reloaded_layers)

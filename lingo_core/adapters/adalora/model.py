@@ -9,7 +9,9 @@ import torch
 from ..base import short_module_name
 from ..lora.model import PeftAdapted, peft_common_kwargs
 from ...plan import budget_schedule
+from .allocator import BatchedRankAllocator
 from .config import resolve_schedule
+from .layer import fuse_svd_layers
 
 if TYPE_CHECKING:
     from ...config import AdapterConfig
@@ -43,6 +45,7 @@ class AdaLoRA(PeftAdapted):
             **peft_common_kwargs(cfg, loaded),
         )
         super().__init__(get_peft_model(loaded.model, peft_config), loaded.new_token_ids)
+        fuse_svd_layers(self.model)
         for name, param in self.model.named_parameters():
             if ".ranknum." in name:  # peft's rank constant; it must stay frozen on meta-device skeletons too
                 param.requires_grad = False
@@ -56,6 +59,13 @@ class AdaLoRA(PeftAdapted):
         self.install_allocator()
         self._previous: dict[str, torch.Tensor] = {}
         self._orth_groups: Optional[list[list[tuple[torch.nn.Parameter, bool]]]] = None
+
+    @classmethod
+    def load_export(cls, loaded: "LoadedModel", directory) -> torch.nn.Module:
+        """peft's loader, with the fused forward the adapter was trained and evaluated with."""
+        model = super().load_export(loaded, directory)
+        fuse_svd_layers(model)
+        return model
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """The singular values lambda in their own group at ``lr * lambda_lr_scale`` (one group at scale 1).
@@ -98,7 +108,10 @@ class AdaLoRA(PeftAdapted):
         return weight * total / count
 
     def install_allocator(self) -> None:
-        """Hook for subclasses that replace peft's RankAllocator (keep peft's by default)."""
+        """Replace peft's RankAllocator (peft documents it as replaceable) by the batched one."""
+        self.tuner.rankallocator = BatchedRankAllocator(
+            self.tuner.model, self.peft_config, self.tuner.trainable_adapter_name
+        )
 
     @property
     def allocator(self):

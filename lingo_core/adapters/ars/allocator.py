@@ -1,6 +1,6 @@
 """The adaptive rank sampling allocator: peft's RankAllocator with a sampling selector.
 
-Scores, EMA smoothing and the cubic budget schedule are peft's. Only the choice of which
+Scores, EMA smoothing and the cubic budget schedule are peft's (batched: ``BatchedRankAllocator``). Only the choice of which
 singular-value triplets stay active changes:
 
 ``sampling`` (this project): at an allocation with budget ``b`` and reintroduction rate ``rho``,
@@ -24,12 +24,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from peft.tuners.adalora import RankAllocator
 
+from ..adalora.allocator import BatchedRankAllocator
 from .config import ARSSettings
 
 
-class AdaptiveRankSampler(RankAllocator):
+class AdaptiveRankSampler(BatchedRankAllocator):
     """A drop-in replacement for ``AdaLoraModel.rankallocator``."""
 
     def __init__(self, model, peft_config, adapter_name: str, settings: ARSSettings, seed: int) -> None:
