@@ -7,6 +7,7 @@ these functions only read, join wrapped lines, number lines and say where a file
 from __future__ import annotations
 
 import gzip
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -100,7 +101,7 @@ def read_fasta_file_text(path: str | Path) -> str:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"{path}: FASTA file not found. Fix: check the path.") from None
-    except (UnicodeDecodeError, OSError) as exc:
+    except (UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: a cut or damaged .gz
         raise DataError(
             f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file."
         ) from None
@@ -131,7 +132,7 @@ def fasta_file_lines(path: str | Path) -> Iterator[str]:
                     if first:
                         line, first = line.lstrip("\ufeff"), False
                     yield from line.splitlines()
-            except (UnicodeDecodeError, OSError) as exc:
+            except (UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
                 raise DataError(
                     f"{path}: cannot read as UTF-8 FASTA text ({exc}). Fix: pass a plain or gzipped FASTA file."
                 ) from None
@@ -152,7 +153,7 @@ def read_table_frame(path: Path, example_header: str = "sequence,label") -> tupl
 
     Column names are stripped; blank lines are dropped but still count for the line numbers.
     """
-    return _non_blank(_read_csv(path, example_header))
+    return _non_blank(_read_csv(path, example_header), path)
 
 
 def iter_table_frames(
@@ -169,11 +170,11 @@ def iter_table_frames(
                     frame = next(reader)
                 except StopIteration:
                     return
-                except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
                     raise DataError(
                         f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line."
                     ) from None
-                yield _non_blank(frame)
+                yield _non_blank(frame, path)
 
     return columns, frames()
 
@@ -195,9 +196,16 @@ def _read_csv(path: Path, example_header: str, **options):
         raise DataError(
             f"{path}: cannot parse as a table ({exc}). Fix: check quoting and the number of fields per line."
         ) from None
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a cut or damaged .gz
+        raise DataError(f"{path}: cannot read the file ({exc}). Fix: pass a plain or gzipped CSV/TSV file.") from None
 
 
-def _non_blank(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+def _non_blank(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas made the first field an index: one field too many
+        raise DataError(
+            f"{path}, line 2: the rows have one field more than the header line {list(frame.columns)}. "
+            "Fix: name every column in the header, or remove the extra field (often a trailing comma or tab)."
+        )
     frame.columns = [str(column).strip() for column in frame.columns]
     frame = frame[~(frame == "").all(axis=1)]
     return frame, frame.index.to_numpy() + 2
