@@ -169,8 +169,8 @@ def require_two_classes(
 ) -> None:
     """Raise :class:`DataError` when a single-label split holds fewer than two classes.
 
-    ``labels`` may be class indices into ``label_names``; the message names the class as the data
-    wrote it (label '1'), never by its index.
+    ``labels`` may be class indices into ``label_names``: pass the names, and the message names the
+    class as the data writes it (a file whose only label is 1 says "only class 1", not its index 0).
     """
     if labels.ndim != 1:
         return
@@ -179,9 +179,9 @@ def require_two_classes(
         if not present.size:
             found = "no records"
         elif label_names is not None and 0 <= int(present[0]) < len(label_names):
-            found = f"only label '{label_names[int(present[0])]}'"
-        else:
-            found = "a single label for every record"
+            found = f"only class {label_names[int(present[0])]}"  # the label as the data writes it
+        else:  # without the names, the class index (callers that map labels to indices should pass label_names)
+            found = f"only class {present[0]}"
         raise DataError(
             f"{', '.join(sources)}: the {split} split has {found} ({labels.size} records), so it "
             "cannot train or evaluate a classifier. Fix: check the label column, or enlarge the split "
