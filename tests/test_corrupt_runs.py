@@ -8,6 +8,7 @@ the file (the project's own error types, exit code 2); the other runs keep worki
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -235,3 +236,19 @@ def test_a_full_disk_marks_the_run_failed_on_one_line_and_leaves_no_temporary_fi
     status = runs.load_run(run_dir).status  # written in place, as a full disk allows
     assert status["state"] == "failed" and status["error"] == "OSError: [Errno 28] No space left on device"
     assert _hidden_files(run_dir) == []
+
+
+def test_a_failed_run_without_a_model_says_why_instead_of_wait(finished_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    shutil.rmtree(run_dir / runs.ADAPTER)
+    (run_dir / runs.CHECKPOINT / runs.BEST_FILE).unlink()
+    runs.RunWriter(run_dir).record_failure("OSError: [Errno 28] No space left on device")
+    with pytest.raises(RunLoadError) as info:
+        load_trained(run_dir)
+    message = str(info.value)
+    assert "failed before its first dev evaluation" in message and "No space left" in message
+    assert "wait" not in message and "--resume" in message
+    runs.RunWriter(run_dir).set_status("running", pid=os.getpid())
+    with pytest.raises(RunLoadError, match="wait for its first dev evaluation"):
+        load_trained(run_dir)

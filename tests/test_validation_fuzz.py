@@ -319,3 +319,68 @@ def test_the_last_resort_handler_prints_one_line_and_a_log(monkeypatch, tmp_path
     assert line.startswith("error: unexpected KeyError") and str(tmp_path) in line
     (log,) = tmp_path.glob("error-*.log")
     assert "Traceback" in log.read_text() and "no such key" in log.read_text()
+
+
+# ------------------------------------------------------------------- values refused before any run directory
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.lr=0", "train.lr must be > 0"),
+        ("train.lr=-0.001", "train.lr must be > 0"),
+        ("train.weight_decay=-0.1", "train.weight_decay must be >= 0"),
+        ("adapter.lora.lora_dropout=1.0", r"adapter\.lora\.lora_dropout must be in \[0, 1\)"),
+        ("adapter.lora.lora_dropout=-0.1", r"adapter\.lora\.lora_dropout must be in \[0, 1\)"),
+        ("train.epochs=.inf", "train.epochs must be a finite number"),
+        ("train.lr=.nan", "train.lr must be a finite number"),
+        ("adapter.ars.temperature=.inf", "adapter.ars.temperature must be a finite number"),
+        ("train.eval_batch_size=0", "train.eval_batch_size must be >= 1"),
+        ("train.early_stopping_patience=-1", "train.early_stopping_patience must be >= 0"),
+        ("train.warmup_ratio=1", r"train\.warmup_ratio must be in \[0\.0, 1\.0\)"),
+        ("train.seed=-1", r"train\.seed must be in \[0, 4294967295\]"),
+        ("data.split.test_fraction=0.95", "dev_fraction \\+ data.split.test_fraction must be < 1"),
+        ("data.max_train=0", "data.max_train must be >= 1"),
+        ("model.device=gpu", "model.device must be"),
+        ("model.dtype=float8", "model.dtype must be one of"),
+        ("encoding.prefix='{sequence} {label}'", r"unknown field \{label\}"),
+        ("run_name=../../x", "must be a folder name, not a path"),
+        ("run_name=..", "must not start with '.'"),
+    ],
+)
+def test_each_bad_value_is_refused_naming_its_key(override, key):
+    with pytest.raises(ConfigError, match=key):
+        _load(None, [override])
+
+
+def test_patience_zero_means_off_and_an_empty_config_file_is_refused(tiny_bert_dir, tmp_path):
+    from lingo_core.runs import load_run
+
+    run = load_run(train(tiny_config(
+        tiny_bert_dir, tmp_path / "runs", "lora", data={"max_train": 40, "max_eval": 20},
+        train={"max_steps": 3, "eval_every": 1, "lr": 1e-9, "early_stopping_patience": 0},
+    )))
+    assert run.report()["steps_done"] == 3 and "early_stopped_at" not in run.status  # 0: off, as on the Train page
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match="empty.yaml: the config file is empty"):
+        _load(empty)
+
+
+def test_max_length_above_the_models_positions_and_a_taken_run_name_fail_before_loading(tiny_bert_dir, tmp_path):
+    with pytest.raises(ConfigError, match="encoding.max_length is 1024 tokens but model .* has only 512 positions"):
+        train(tiny_config(tiny_bert_dir, tmp_path / "runs", "lora", encoding={"max_length": 1024}))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="run_name 'taken'.*already exists"):
+        train(tiny_config(tmp_path / "not-even-loaded", tmp_path / "runs", "lora", run_name="taken"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        train(tiny_config(tiny_bert_dir, tmp_path / "file" / "runs", "lora"))
+
+
+def test_a_one_class_split_names_the_label_as_written():
+    import numpy as np
+
+    from lingo_core.data.validation import require_two_classes
+
+    with pytest.raises(DataError, match="the train split has only class 1 "):
+        require_two_classes(np.zeros(5, dtype=int), "train", ["only_ones.csv"], label_names=["1"])
