@@ -64,6 +64,8 @@ def runs_root() -> Path:
 
 
 # -- text shown as markdown ----------------------------------------------------------------------------
+ZERO_WIDTH = "\u200b"
+_AUTOLINK = re.compile(r"(?i)(?<![a-z0-9])(https?|www|ftp|mailto|xmpp)(?=[:.])")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&@])")  # markdown, GFM autolinks, Streamlit directives, LaTeX
 
 
@@ -72,8 +74,13 @@ def md(text: Any) -> str:
     markup is backslash-escaped (CommonMark allows it for any ASCII punctuation), so ``{__class__}``
     shows as typed and a FASTA header such as ``[x](http://evil)``, ``www.evil.com`` or
     ``![img](...)`` stays text: no link, no image, no Streamlit ``:colour[...]`` or ``:material/...:``
-    directive, no LaTeX; a new line becomes a space."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\r", " ").replace("\n", " ")
+    directive, no LaTeX; a new line becomes a space.
+
+    Escapes do not stop GFM's literal autolinks (``http://…``, ``www.…``, ``name@host``): remark finds
+    them in the text after parsing. A zero-width space after ``http``/``https``/``www`` and after
+    ``@`` breaks those patterns without changing what the reader sees."""
+    text = _AUTOLINK.sub(lambda m: m.group(0) + ZERO_WIDTH, str(text)).replace("@", "@" + ZERO_WIDTH)
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
 
 
 _PAGE_PHRASES: list[tuple[str, str]] = [

@@ -162,6 +162,19 @@ def allocations_shown(page) -> int:
     return int(text.split()[0])
 
 
+def demo_examples() -> tuple[str, str, str]:
+    """Test sequences of the demo task: a positive (TATA box, then CCAAT box, each in its window),
+    a background sequence (no motif), and a hard negative with the two motifs swapped."""
+    from lingo_core.config import load_config
+    from lingo_core.data import load_task
+
+    test = load_task(load_config(PROJECT_ROOT / "configs" / "quickstart.yaml").data).test
+    positive = next(i for i in range(len(test)) if test.labels[i] == 1)
+    background = next(i for i in range(len(test)) if test.labels[i] == 0 and not test.motifs[i])
+    swapped = next(i for i in range(len(test)) if test.labels[i] == 0 and len(test.motifs[i]) == 2)
+    return test.sequences[positive], test.sequences[background], test.sequences[swapped]
+
+
 def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -203,7 +216,7 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     # -- Train: a short quickstart run (embedded model, demo task, ARS) ----------------------------------
     step("open Train")
     page.goto(f"{app.url}/train")
-    page.get_by_text("Trainable parameters").wait_for()
+    page.get_by_text("Trainable parameters").first.wait_for()
     assert page.locator(".lingo-token").count() > 10  # the token preview
     for label, value in [
         ("Max training sequences (0 = all; stratified subsample)", 64),
@@ -214,15 +227,15 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
         ("Evaluate dev every N steps (0 = 4 per epoch)", 4),
     ]:
         set_number(page, label, value)
-    page.get_by_text("Planned total rank budget").wait_for()
-    page.get_by_text("Queued and running").wait_for()
-    page.get_by_text("Estimated time on this machine").wait_for()
+    page.get_by_text("Planned total rank budget").first.wait_for()
+    page.get_by_text("Queued and running").first.wait_for()
+    page.get_by_text("Estimated time on this machine").first.wait_for()
     icons = page.evaluate("[...document.querySelectorAll('link[rel~=icon]')].map(link => link.href)")
     assert icons and all(href.startswith(app.url) or href.startswith("data:") for href in icons), icons  # served here, no CDN
     screenshot(page, "train")
     step("launch (a double click)")
     page.locator(".st-key-train_launch button").dblclick()
-    page.get_by_text("Launched").wait_for()
+    page.get_by_text("Launched").first.wait_for()
     page.get_by_text(re.compile(r"already (queued|running)")).first.wait_for()  # the same settings again: a warning, not a second run
     settle(page)
     [run] = runs.list_runs(runs_dir)
@@ -232,7 +245,7 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     # -- Runs: the heat map appears and keeps updating while the run trains -------------------------------
     step("open Runs")
     page.get_by_role("link", name="Watch it on the Runs page").first.click()
-    page.locator(".st-key-runs_heatmap .js-plotly-plot").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    page.locator(".st-key-runs_heatmap .js-plotly-plot").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
     first = wait_for(lambda: allocations_shown(page), 60, "the allocation count")
     step(f"heat map drawn: {first} allocation(s), run {runs.load_run(run.path).state}")
 
@@ -246,7 +259,7 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
         assert runs.load_run(run.path).state in ("running", "done")
         app.start()
         page.goto(f"{app.url}/runs?run={run.id}")
-        page.locator(".st-key-runs_heatmap .js-plotly-plot").wait_for()
+        page.locator(".st-key-runs_heatmap .js-plotly-plot").first.wait_for()
     step("watch the heat map update")
     wait_for(lambda: allocations_shown(page) > first or runs.load_run(run.path).state == "done", RUN_TIMEOUT_S, "the heat map to update")
     wait_for(lambda: runs.load_run(run.path).state in ("done", "failed"), RUN_TIMEOUT_S, "the run to finish")
@@ -254,7 +267,7 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     final = runs.load_run(run.path)
     assert final.state == "done", final.status.get("error")
     # the page redraws itself once the run has ended: report shown, polling stopped
-    page.get_by_text("Report (test metrics of the dev-selected checkpoint)").wait_for()
+    page.get_by_text("Report (test metrics of the dev-selected checkpoint)").first.wait_for()
     wait_for(lambda: page.get_by_text("checks the run every").count() == 0, 60, "the page to stop polling")
     settle(page)
     assert allocations_shown(page) == len(final.ranks()) > first
@@ -266,8 +279,8 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
         shown = runs.load_run(target)
         assert shown.state == "done" and not shown.damage, shown.damage
         page.goto(f"{app.url}/runs?run={shown.id}")
-        page.get_by_text("Report (test metrics of the dev-selected checkpoint)").wait_for()
-        page.locator(".st-key-runs_heatmap .js-plotly-plot").wait_for()
+        page.get_by_text("Report (test metrics of the dev-selected checkpoint)").first.wait_for()
+        page.locator(".st-key-runs_heatmap .js-plotly-plot").first.wait_for()
         settle(page)
     screenshot(page, "runs")
 
@@ -279,35 +292,36 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     box.press("Control+Enter")
     settle(page)
     page.locator(".st-key-predict_go button").click()
-    page.locator(".st-key-predict_download").wait_for()
+    page.locator(".st-key-predict_download").first.wait_for()
     settle(page)
-    assert page.get_by_text(INJECTED, exact=False).count() >= 1  # the header, verbatim
+    assert page.get_by_text("evil.example/x)![img](", exact=False).count() >= 1  # the header, as typed
     assert page.locator("a[href*='evil.example']").count() == 0 and page.locator("img[src*='evil.example']").count() == 0
     page.goto(f"{app.url}/predict?run={shown.id}")
     box = page.get_by_label(re.compile(r"^Sequences: one per line, or FASTA"))
-    box.fill(f">tata_and_ccaat\n{SEQUENCE}\n>random\nGATCGGCTAGCTTAGCGCGATCGATGCGCTAGCTAGCGATCGCGCTTAGGCTAGCA\n")
+    positive, background, swapped = demo_examples()
+    box.fill(f">tata_then_ccaat\n{positive}\n>ccaat_then_tata\n{swapped}\n>no_motif\n{background}\n")
     box.press("Control+Enter")
     settle(page)
     page.locator(".st-key-predict_go button").click()
-    line = page.get_by_text(re.compile(r"tata_and_ccaat: predicted")).first
+    line = page.get_by_text(re.compile(r"tata_then_ccaat: predicted")).first
     line.wait_for()
     probability = float(re.search(r"P\(positive\) = ([0-9.]+)", line.inner_text()).group(1))
     assert 0.0 <= probability <= 1.0
-    page.locator(".st-key-predict_download").wait_for()
+    page.locator(".st-key-predict_download").first.wait_for()
     screenshot(page, "predict")
 
     # -- Attribute: the per-nucleotide heat map -------------------------------------------------------------
     step("Attribute")
     page.goto(f"{app.url}/attribute?run={shown.id}")
     box = page.get_by_label("One DNA sequence (raw or FASTA; the first record is used)")
-    box.fill(SEQUENCE)
+    box.fill(f">tata_then_ccaat\n{positive}\n")
     box.press("Control+Enter")
     settle(page)
     page.locator(".st-key-attr_go button").click()
-    page.locator(".st-key-attr_heatmap .js-plotly-plot").wait_for()
-    page.get_by_text("Prompt share of |IG|").wait_for()
+    page.locator(".st-key-attr_heatmap .js-plotly-plot").first.wait_for()
+    page.get_by_text("Prompt share of |IG|").first.wait_for()
     assert page.locator(".st-key-attr_heatmap").get_by_text("per-nucleotide attribution", exact=False).count() >= 1
-    page.locator(".st-key-attr_csv").wait_for()  # the last element: everything above is drawn
+    page.locator(".st-key-attr_csv").first.wait_for()  # the last element: everything above is drawn
     page.wait_for_function("() => [...document.images].every(image => image.complete)")  # the logo
     settle(page)
     screenshot(page, "attribute")
@@ -315,11 +329,11 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     # -- Compare and Home -----------------------------------------------------------------------------------
     step("Compare")
     page.goto(f"{app.url}/compare")
-    page.locator(".st-key-compare_metrics .js-plotly-plot").wait_for()
-    page.locator(f".st-key-compare_pattern_{shown.id} .js-plotly-plot").wait_for()
+    page.locator(".st-key-compare_metrics .js-plotly-plot").first.wait_for()
+    page.locator(f".st-key-compare_pattern_{shown.id} .js-plotly-plot").first.wait_for()
     screenshot(page, "compare")
     step("Home")
     page.goto(f"{app.url}/")
-    page.get_by_text("Runs so far").wait_for()
+    page.get_by_text("Runs so far").first.wait_for()
     settle(page)
     screenshot(page, "home")
