@@ -7,6 +7,8 @@ runs one way (the attribute command's ``--html`` calls the plots, never the reve
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -232,12 +234,27 @@ def save_npz(results: Sequence[Attribution], path: PathLike) -> Path:
     else:
         arrays = {f"{key}_{i}": value for i, p in enumerate(per) for key, value in p.items()}
         arrays.update({f"sequence_{i}": np.array(r.sequence) for i, r in enumerate(results)})
-    np.savez(path, **arrays, **meta)
-    return path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+    target = path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+    _write_whole(target, lambda handle: np.savez(handle, **arrays, **meta))
+    return target
 
 
 def save_csv(results: Sequence[Attribution], path: PathLike) -> Path:
     """One row per nucleotide of every sequence (see :meth:`Attribution.to_frame`)."""
     path = Path(path)
-    pd.concat([r.to_frame() for r in results], ignore_index=True).to_csv(path, index=False)
+    text = pd.concat([r.to_frame() for r in results], ignore_index=True).to_csv(index=False)
+    _write_whole(path, lambda handle: handle.write(text.encode("utf-8")))
     return path
+
+
+def _write_whole(path: Path, write) -> None:
+    """``write(binary handle)`` into a temporary file next to ``path``, renamed to ``path`` only when complete."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
