@@ -479,7 +479,8 @@ def train(cfg: LingoConfig) -> Path:
     Data, model and encoding are loaded and validated first: bad input raises before any run
     directory exists, so no half-made run is left behind.
     """
-    check_output_dir(cfg)  # before loading anything: a name clash or a read-only folder fails in a second
+    if int(os.environ.get("RANK", "0") or 0) == 0:  # the main process creates the run (others would see it made)
+        check_output_dir(cfg)  # before loading anything: a name clash or a read-only folder fails in a second
     prepared = prepare(cfg)
     return Trainer(cfg, _create_shared_run(cfg), prepared=prepared).run()
 
