@@ -162,17 +162,24 @@ def allocations_shown(page) -> int:
     return int(text.split()[0])
 
 
-def demo_examples() -> tuple[str, str, str]:
-    """Test sequences of the demo task: a positive (TATA box, then CCAAT box, each in its window),
-    a background sequence (no motif), and a hard negative with the two motifs swapped."""
+def demo_examples() -> dict[str, str]:
+    """The first test sequences of each kind of the demo task (not chosen by how the model scores
+    them): two positives (a TATA box, then a CCAAT box, each in its window), two with no motif, and
+    a hard negative with the two motifs swapped; ids say which is which."""
     from lingo_core.config import load_config
     from lingo_core.data import load_task
 
     test = load_task(load_config(PROJECT_ROOT / "configs" / "quickstart.yaml").data).test
-    positive = next(i for i in range(len(test)) if test.labels[i] == 1)
-    background = next(i for i in range(len(test)) if test.labels[i] == 0 and not test.motifs[i])
-    swapped = next(i for i in range(len(test)) if test.labels[i] == 0 and len(test.motifs[i]) == 2)
-    return test.sequences[positive], test.sequences[background], test.sequences[swapped]
+    kinds = {
+        "positive": lambda i: test.labels[i] == 1,
+        "no_motif": lambda i: test.labels[i] == 0 and not test.motifs[i],
+        "swapped_motifs": lambda i: test.labels[i] == 0 and len(test.motifs[i]) == 2,
+    }
+    out = {}
+    for kind, count in (("positive", 2), ("no_motif", 2), ("swapped_motifs", 1)):
+        found = [i for i in range(len(test)) if kinds[kind](i)][:count]
+        out.update({f"{kind}_{n + 1}" if count > 1 else kind: test.sequences[i] for n, i in enumerate(found)})
+    return out
 
 
 def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
@@ -298,12 +305,12 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     assert page.locator("a[href*='evil.example']").count() == 0 and page.locator("img[src*='evil.example']").count() == 0
     page.goto(f"{app.url}/predict?run={shown.id}")
     box = page.get_by_label(re.compile(r"^Sequences: one per line, or FASTA"))
-    positive, background, swapped = demo_examples()
-    box.fill(f">tata_then_ccaat\n{positive}\n>ccaat_then_tata\n{swapped}\n>no_motif\n{background}\n")
+    examples = demo_examples()
+    box.fill("".join(f">{name}\n{sequence}\n" for name, sequence in examples.items()))
     box.press("Control+Enter")
     settle(page)
     page.locator(".st-key-predict_go button").click()
-    line = page.get_by_text(re.compile(r"tata_then_ccaat: predicted")).first
+    line = page.get_by_text(re.compile(r"positive_1: predicted")).first
     line.wait_for()
     probability = float(re.search(r"P\(positive\) = ([0-9.]+)", line.inner_text()).group(1))
     assert 0.0 <= probability <= 1.0
@@ -314,7 +321,7 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     step("Attribute")
     page.goto(f"{app.url}/attribute?run={shown.id}")
     box = page.get_by_label("One DNA sequence (raw or FASTA; the first record is used)")
-    box.fill(f">tata_then_ccaat\n{positive}\n")
+    box.fill(f">positive_1\n{examples['positive_1']}\n")
     box.press("Control+Enter")
     settle(page)
     page.locator(".st-key-attr_go button").click()
