@@ -24,6 +24,7 @@ import torch  # noqa: E402
 
 from lingo_core.adapters import build_adapter  # noqa: E402
 from lingo_core.config import config_from_dict  # noqa: E402
+from lingo_core.dropout import use_uniform_dropout  # noqa: E402
 from lingo_core.inference import collate, seed_everything  # noqa: E402
 from lingo_core.train import prepare  # noqa: E402
 
@@ -34,6 +35,7 @@ def build(method: str, prepared, cfg, total_step: int):
     seed_everything(0)
     loaded = load_model(cfg.model, prepared.task.num_labels, prepared.task.multi_label, cfg.encoding)
     adapted = build_adapter(loaded, dataclasses.replace(cfg.adapter, method=method), total_step, seed=0)
+    use_uniform_dropout(adapted.model)  # as the trainer does on CPU
     params = [p for p in adapted.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     adapted.model.train()

@@ -35,6 +35,7 @@ from . import runs
 from .adapters.base import short_module_name
 from .config import ConfigError, LingoConfig, save_config
 from .data import TaskData, load_task
+from .dropout import use_uniform_dropout
 from .encoding import SequenceEncoder, warn_truncation
 from .evaluate import metric_value
 from .inference import (
@@ -177,6 +178,9 @@ class Trainer:
             writer.update_status(progress=self._progress(0))
             self.adapted = attach_adapter(loaded, cfg, self.total_step)
             with_adapted(self.plan, cfg, self.adapted)
+            if accelerator.device.type == "cpu":
+                # the same dropout with a mask that costs half as much on a CPU (lingo_core/dropout.py)
+                use_uniform_dropout(self.adapted.model)
             if loaded.precision == "bf16":
                 # every forward runs under bf16 autocast: keep the frozen backbone in bf16 too, so its
                 # matrices are not cast on every step (bench/bench_bf16.py); trainable weights stay fp32
