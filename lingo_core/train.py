@@ -11,7 +11,8 @@ resume are easy to read:
 - the dev set is evaluated every ``eval_every`` steps; the best checkpoint by
   ``metric_for_best`` is kept, and early stopping watches it;
 - a checkpoint (full-rank adapter, allocator state, optimizer, scheduler, RNG states) is written
-  atomically at every evaluation; ``resume`` continues from it bit for bit;
+  atomically at every evaluation and at the step where a cancel (CANCEL file or SIGTERM) stops
+  the run; ``resume`` continues from it bit for bit;
 - at the end the dev-selected state is restored, evaluated on dev and test, exported to
   ``adapter/`` and summarised in ``report.json``.
 """
@@ -203,9 +204,8 @@ class Trainer:
     def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
         self._sigterm = True
 
-    def _check_cancel(self) -> None:
-        if self._sigterm or self.writer.cancel_requested():
-            raise RunCancelled()
+    def _cancel_requested(self) -> bool:
+        return self._sigterm or self.writer.cancel_requested()
 
     # -- the loop ----------------------------------------------------------------------------
     def _train(self, accelerator, started: float) -> None:
@@ -296,9 +296,13 @@ class Trainer:
         stop = False
         if st["step"] % self.plan.eval_every == 0 or st["step"] == self.total_step:
             stop = self._evaluate_dev(st)
-        if st["step"] % self.plan.checkpoint_every == 0 or st["step"] == self.total_step or stop:
+        checkpointed = st["step"] % self.plan.checkpoint_every == 0 or st["step"] == self.total_step or stop
+        if checkpointed:
             self._save_checkpoint(optimizer, scheduler)
-        self._check_cancel()
+        if self._cancel_requested():
+            if not checkpointed:  # keep the work: Resume continues from this step
+                self._save_checkpoint(optimizer, scheduler)
+            raise RunCancelled()
         return stop
 
     def _check_same_masks(self, step: int) -> None:

@@ -92,22 +92,17 @@ def _fragment_only_run() -> bool:
 
 # -- header: what the run is, progress, actions ----------------------------------------------------------------
 def cancel_consequence(info: RunInfo, step: int, progress: dict) -> str:
-    """What cancelling now loses, in words (the trainer does not write a checkpoint when it is cancelled)."""
+    """What cancelling now does, in words (the trainer writes a checkpoint at the step where it stops)."""
     if info.state == "queued":
         return "It has not started training: nothing is lost."
-    last, following = checkpoint_steps(info.run, step)
     per_step = (progress["elapsed_s"] / step) if step and progress.get("elapsed_s") else None
-    if last:
-        lost = step - last
-        return (
-            f"It stops after its current step. Its last checkpoint is at step {last:,}: Resume continues from there, "
-            f"so the {lost:,} step(s) since (about {dash.duration_text(per_step * lost if per_step else None)}) would be trained again."
-        )
-    when = f" (the first is written at step {following:,}" + (f", in about {dash.duration_text(per_step * (following - step))})" if per_step and following else ")") if following else ""
+    total = progress.get("total")
     return (
-        f"It has no checkpoint yet{when}. Cancelling now loses all {step:,} step(s) trained so far "
-        f"(about {dash.duration_text(progress.get('elapsed_s'))}), and the run cannot be resumed: only started again from step 0."
-        + (f" To keep the work, wait until step {following:,}." if following else "")
+        f"It stops after its current step ({f'step {step + 1:,} of {total:,}' if total else f'step {step + 1:,}'}) and saves a checkpoint "
+        f"there: **Resume** continues from that step, so the {step:,} step(s) trained so far "
+        f"(about {dash.duration_text(progress.get('elapsed_s'))}) are kept. "
+        "It is evaluated on the test set and exported only when it finishes"
+        + (f" (about {dash.duration_text(per_step * (total - step))} of training left)." if per_step and total else ".")
     )
 
 

@@ -460,9 +460,9 @@ def test_runs_page_draws_the_planned_schedule_and_no_budget_for_lora(dashboard_r
     assert "runs_budget" not in chart_keys(at)
 
 
-def test_runs_page_cancel_says_what_is_lost_first(dashboard_runs_dir):
-    """Cancelling at step 9 of a run with no checkpoint lost everything without a word: the dialog
-    says so (and when the first checkpoint comes) before anything is cancelled."""
+def test_runs_page_cancel_says_what_happens_first(dashboard_runs_dir):
+    """Cancelling at step 9 of a run with no checkpoint used to lose everything without a word: the
+    trainer now checkpoints where it stops, and the dialog says so before anything is cancelled."""
     path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-live", state="running", pid=os.getpid())
     status = json.loads((path / runs.STATUS).read_text())
     status["progress"] = {"step": 9, "total_step": 40, "fraction": 0.225, "elapsed_s": 90.0}
@@ -473,9 +473,8 @@ def test_runs_page_cancel_says_what_is_lost_first(dashboard_runs_dir):
     at.button(key="runs_cancel").click().run()
     no_exception(at)
     said = texts(at.markdown)
-    # 160 training sequences, batch 16: 10 steps per epoch, a dev evaluation and checkpoint every 2 steps (10 // 4)
-    assert "no checkpoint yet" in said and "loses all 10 step(s)" in said and "cannot be resumed" in said
-    assert "first is written at step 12" in said
+    assert "saves a checkpoint there" in said and "Resume" in said and "step(s) trained so far" in said and "are kept" in said
+    assert "It stops after its current step (step 11 of 40)" in said and "loses" not in said
     assert not (path / runs.CANCEL).exists()  # nothing happened yet
     at.button(key="runs_cancel_keep").click().run()
     assert not (path / runs.CANCEL).exists()
@@ -483,15 +482,6 @@ def test_runs_page_cancel_says_what_is_lost_first(dashboard_runs_dir):
     at.button(key="runs_cancel_confirm").click().run()
     no_exception(at)
     assert (path / runs.CANCEL).exists()
-
-
-def test_runs_page_cancel_with_a_checkpoint_says_what_is_trained_again(dashboard_runs_dir):
-    path = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-live", state="running", pid=os.getpid())
-    fake_checkpoint(path)
-    at = app("runs")
-    at.button(key="runs_cancel").click().run()
-    said = texts(at.markdown)
-    assert "last checkpoint is at step 10" in said and "Resume continues from there" in said
 
 
 def test_runs_page_explains_why_a_run_cannot_be_resumed_and_starts_it_again(dashboard_runs_dir):

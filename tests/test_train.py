@@ -226,7 +226,7 @@ def test_failed_run_records_error_and_traceback(tiny_bert_dir, tmp_path):
     assert "rank budget schedule is empty" in status["error"] and "Traceback" in status["traceback"]
 
 
-def test_cancel_request_stops_the_run(tiny_bert_dir, tmp_path):
+def test_cancel_request_before_the_start_trains_nothing(tiny_bert_dir, tmp_path):
     cfg = tiny_config(tiny_bert_dir, tmp_path, "lora")
     writer = runs.RunWriter.create(tmp_path, save_config(cfg), "lora", "demo")
     runs.request_cancel(writer.path)
@@ -234,6 +234,35 @@ def test_cancel_request_stops_the_run(tiny_bert_dir, tmp_path):
 
     train_queued(writer.path)
     assert runs.load_run(writer.path).state == "cancelled"
+
+
+def test_cancel_writes_a_checkpoint_and_resume_ends_where_an_uncancelled_run_ends(tiny_bert_dir, tmp_path, monkeypatch):
+    """Cancelling keeps the work: the trainer checkpoints the step where it stops (here step 3, before
+    the first scheduled checkpoint), and resuming from it gives the uncancelled run's result."""
+    from lingo_core.train import resume
+
+    cfg = tiny_config(tiny_bert_dir, tmp_path / "reference", "ars", adapter={"ars": {"reintroduce_rate": 0.3}})
+    reference = runs.load_run(train(cfg))
+    log_metrics = runs.RunWriter.log_metrics
+
+    def cancel_at_step_3(self, record):
+        log_metrics(self, record)
+        if record.get("step") == 3 and "loss" in record:
+            runs.request_cancel(self.path)  # as the dashboard's Cancel button does, mid-run
+
+    monkeypatch.setattr(runs.RunWriter, "log_metrics", cancel_at_step_3)
+    cfg.output_dir = str(tmp_path / "cancelled")
+    train(cfg)  # returns the cancelled run
+    monkeypatch.setattr(runs.RunWriter, "log_metrics", log_metrics)
+    (run_dir,) = list((tmp_path / "cancelled").iterdir())
+    run = runs.load_run(run_dir)
+    assert run.state == "cancelled" and run.resumable
+    assert runs.RunWriter(run_dir).load_state()["loop"]["step"] == 3
+    resume(run_dir)
+    run = runs.load_run(run_dir)
+    assert run.state == "done" and run.status["resumed_from_step"] == 3
+    assert [r["active"] for r in run.ranks()] == [r["active"] for r in reference.ranks()]
+    assert run.report()["test"] == reference.report()["test"]
 
 
 def test_quickstart_config_and_gue_configs_load():
