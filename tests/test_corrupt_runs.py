@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from lingo_core import runs
 from lingo_core.cli import main
+from lingo_core.predict import load_predictor  # noqa: F401 - import before any captured stderr: predict.ProgressLine binds sys.stderr at import
 from lingo_core.config import ConfigError
 from lingo_core.inference import RunLoadError, load_trained
 from lingo_core.train import train
@@ -168,8 +169,9 @@ def test_cli_predict_and_evaluate_fail_clearly_and_other_runs_keep_working(finis
             err = capsys.readouterr().err
             lines = [line for line in err.splitlines() if line.startswith("error:")]
             assert len(lines) == 1 and Path(name).name in lines[0] and "Traceback" not in err, err
-    assert main(["predict", str(healthy), SEQUENCE]) == 0
-    out = capsys.readouterr().out
+    code = main(["predict", str(healthy), SEQUENCE])
+    out, err = capsys.readouterr()
+    assert code == 0, err
     assert "seq1" in out
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from lingo_core import runs
 from lingo_core.cli import main
+from lingo_core.predict import load_predictor  # what the dashboard pages call (imported before any captured stderr)
 from lingo_core.config import ConfigError
 from lingo_core.inference import RunLoadError, load_trained, remote_code_allowed
 from lingo_core.train import resume, train
@@ -71,8 +72,6 @@ def test_a_runs_own_trust_remote_code_is_not_obeyed_when_loading_it(remote_code_
     run_dir, marker = remote_code_run
     with pytest.raises(RunLoadError, match="trust_remote_code: true.*--trust-remote-code"):
         load_trained(run_dir)
-    from lingo_core.predict import load_predictor  # what the dashboard's Predict and Attribute pages call
-
     with pytest.raises(RunLoadError, match="cannot switch that on by itself"):
         load_predictor(run_dir)
     for argv in (["predict", str(run_dir), "ACGTACGTAC"], ["attribute", str(run_dir), "ACGTACGTAC"], ["evaluate", str(run_dir)]):
