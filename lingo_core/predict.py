@@ -744,8 +744,9 @@ def predict(
 class ProgressLine:
     """Records scored so far, on stderr: rewritten in place on a terminal, else one line every ``every`` seconds."""
 
-    def __init__(self, total: Optional[int], stream: IO[str] = sys.stderr, every: float = 10.0) -> None:
-        self.total, self.stream, self.every = total, stream, every
+    def __init__(self, total: Optional[int], stream: Optional[IO[str]] = None, every: float = 10.0) -> None:
+        # sys.stderr looked up now, not at import: tests and notebooks replace it
+        self.total, self.stream, self.every = total, stream or sys.stderr, every
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.started = self.last = time.monotonic()
         self.records = self.nucleotides = 0
@@ -812,4 +813,7 @@ def run_cli(args: Any) -> int:
         print(writer.path)
     scored = writer.rows - writer.errors
     print(f"scored {scored} of {writer.rows} records with {predictor.trained.run.path.name} ({predictor.trained.source})", file=sys.stderr)
+    if scored == 0:
+        print("error: no record was scored (the reasons are listed above); fix the input and run predict again", file=sys.stderr)
+        return 1
     return 0

@@ -221,6 +221,15 @@ def test_single_class_split_is_an_error(tmp_path):
         load_task(DataConfig(task=str(folder)))
 
 
+def test_a_file_whose_only_label_is_1_says_class_1(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    for name in ("train", "dev", "test"):
+        _write(folder / f"{name}.csv", "sequence,label\nAAAA,1\nCCCC,1\n")
+    with pytest.raises(DataError, match=r"has only class 1 \("):
+        load_task(DataConfig(task=str(folder)))
+
+
 def test_gue_style_folder_with_missing_test_is_split_from_train(tmp_path):
     folder = tmp_path / "task"
     folder.mkdir()

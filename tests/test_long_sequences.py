@@ -389,3 +389,9 @@ def test_cli_streams_a_fasta_in_chunks_and_leaves_nothing_behind_on_failure(pred
     assert main(["predict", run_dir, "--fasta", str(fasta), "--out", str(out), "--chunk-size", "7", "--strict"]) == 2
     assert "record 'bad'" in capsys.readouterr().err
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.fa", "out.csv"]
+
+    # nothing scored is a failure, not a success with an empty table
+    only_bad = tmp_path / "bad.fa"
+    only_bad.write_text(">bad1\nACGTXX\n>bad2\nNNZZ\n")
+    assert main(["predict", run_dir, "--fasta", str(only_bad), "--out", str(tmp_path / "bad.csv")]) == 1
+    assert "no record was scored" in capsys.readouterr().err

@@ -482,7 +482,7 @@ def assemble_task(
         labels = {split: np.searchsorted(values, parts[split].labels) for split in SPLITS}
     splits = {}
     for split in SPLITS:
-        require_two_classes(labels[split], split, parts[split].sources)
+        require_two_classes(labels[split], split, parts[split].sources, label_names)
         dtype = np.float32 if multi_label else np.int64
         splits[split] = dataclasses.replace(parts[split].split, labels=labels[split].astype(dtype))
 
