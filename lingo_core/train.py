@@ -180,7 +180,7 @@ class Trainer:
             self.adapted = attach_adapter(loaded, cfg, self.total_step)
             with_adapted(self.plan, cfg, self.adapted)
             if accelerator.device.type == "cpu":
-                # the same dropout with a mask that costs half as much on a CPU (lingo_core/dropout.py)
+                # the adapter dropouts with a mask that costs half as much on a CPU (lingo_core/dropout.py)
                 use_uniform_dropout(self.adapted.model)
             if loaded.precision == "bf16":
                 # every forward runs under bf16 autocast: keep the frozen backbone in bf16 too, so its
