@@ -3,9 +3,10 @@
 peft updates the importance EMAs with ~8 tensor ops per adapter matrix per step (30 modules x 3
 matrices = ~700 small ops) and, after the final allocation, rebuilds every mask from Python lists
 at every step. Here the EMAs live in flat buffers updated with ~8 ops per step for all matrices
-(peft's tables hold views into them), and the masks are built once per rank pattern. The arithmetic is peft's, operation for operation, so the scores are
-bit-identical (``tests/test_ars.py``); AdaLoRA and ARS both use this class, so their comparison
-stays like for like.
+(peft's tables hold views into them), and the masks are built once per rank pattern. The
+arithmetic is peft's, operation for operation, so the scores are bit-identical
+(``tests/test_ars.py``); AdaLoRA and ARS both use this class, so their comparison stays like for
+like.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class BatchedRankAllocator(RankAllocator):
             unc.mul_(self.beta2).add_((ipt - avg).abs() * (1 - self.beta2))
 
     def _tables_are_views(self, names: list[str]) -> bool:
+        """False after ``reset_ipt``, a checkpoint restore or at the start: the tables hold other tensors."""
         views = self._views
         return views is not None and all(
             self.ipt.get(n) is views[0][i] and self.exp_avg_ipt.get(n) is views[1][i] and self.exp_avg_unc.get(n) is views[2][i]
