@@ -809,11 +809,13 @@ def run_cli(args: Any) -> int:
                 print(f"not scored: {error}", file=sys.stderr)
             progress.update(len(chunk), sum(row.length for row in chunk.rows))
         progress.close()
-    if writer.path is not None:
-        print(writer.path)
-    scored = writer.rows - writer.errors
+        scored = writer.rows - writer.errors
+        if scored == 0:
+            writer.abort()  # a predict that scored nothing fails, and leaves no output file behind
     print(f"scored {scored} of {writer.rows} records with {predictor.trained.run.path.name} ({predictor.trained.source})", file=sys.stderr)
     if scored == 0:
         print("error: no record was scored (the reasons are listed above); fix the input and run predict again", file=sys.stderr)
         return 1
+    if writer.path is not None:
+        print(writer.path)
     return 0

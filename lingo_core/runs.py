@@ -29,6 +29,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -401,11 +402,14 @@ class RunWriter:
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete temporary files an earlier process left when it was killed while writing; return them.
 
-        Only the run's own writer calls this (at the start of training or a resume), when no other process writes.
+        Only the run's own writer calls this (at the start of training or a resume). Files younger than
+        ``STALE_TEMPORARY_S`` are left alone: another process may be writing one right now (the dashboard
+        requesting a cancel as the run starts), and deleting it would lose that write.
         """
         if not self.enabled:
             return []
         removed = []
+        young = time.time() - STALE_TEMPORARY_S
         for folder in (self.path, self.path / CHECKPOINT, self.adapter_dir):
             try:
                 entries = list(folder.iterdir())
@@ -414,6 +418,8 @@ class RunWriter:
             for entry in entries:
                 if _is_temporary(entry.name):
                     try:
+                        if entry.stat().st_mtime > young:
+                            continue
                         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
                         removed.append(entry)
                     except OSError:
@@ -494,6 +500,9 @@ class RunWriter:
 
     def clear_cancel(self) -> None:
         clear_cancel(self.path)
+
+
+STALE_TEMPORARY_S = 30.0  # a temporary file older than this belongs to a writer that is gone
 
 
 def _is_temporary(name: str) -> bool:

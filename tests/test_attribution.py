@@ -242,3 +242,20 @@ def test_ig_completeness_on_a_decoder_model(tiny_opt_dir, tmp_path):
     score, base_score = _log_odds(predictor, [encoded.input_ids, base], 1)
     assert ig.baseline_score == pytest.approx(base_score, abs=1e-4)
     assert abs(ig.total - (score - base_score)) <= 0.02 * abs(score - base_score) + 1e-4
+
+
+def test_html_report_is_written_whole_or_not_at_all(tiny_predictor, tmp_path, monkeypatch):
+    """attribute --html goes through an atomic write: a failure while writing leaves no file behind."""
+    from lingo_core import runs
+    from lingo_core.plots import attribution as plots
+
+    result = attribute(tiny_predictor, DEMO.test.sequences[3][:40], "ism", id="s1")
+    target = tmp_path / "fig.html"
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runs.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        plots.write_html(result, target)
+    assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,10 @@ def test_resume_before_the_first_checkpoint_restarts_with_fresh_records(finished
     runs.RunWriter(run_dir).set_status("failed", error="killed before its first checkpoint")
     (run_dir / runs.CHECKPOINT / ".state.pt.k1ll3d").write_bytes(b"")  # what a kill during torch.save leaves
     (run_dir / ".adapter.tmp").mkdir()
+    (run_dir / ".CANCEL.wr1t1ng").write_bytes(b"")  # a fresh temporary: someone may be writing it now
+    old = time.time() - 2 * runs.STALE_TEMPORARY_S
+    for leftover in (run_dir / runs.CHECKPOINT / ".state.pt.k1ll3d", run_dir / ".adapter.tmp"):
+        os.utime(leftover, (old, old))
     before = [m["step"] for m in runs.load_run(run_dir).metrics() if "loss" in m]
     assert before == list(range(1, len(before) + 1))
 
@@ -219,7 +224,7 @@ def test_resume_before_the_first_checkpoint_restarts_with_fresh_records(finished
     assert run.state == "done" and run.status["resumed_from_step"] == 0 and run.damage is None
     assert [m["step"] for m in run.metrics() if "loss" in m] == before, "the old log must not precede step 1"
     assert [r["step"] for r in run.ranks()] == sorted({r["step"] for r in run.ranks()})
-    assert _hidden_files(run_dir) == []
+    assert [p.name for p in _hidden_files(run_dir)] == [".CANCEL.wr1t1ng"]  # only the young one is left to its writer
 
 
 def test_a_full_disk_marks_the_run_failed_on_one_line_and_leaves_no_temporary_files(finished_run, tmp_path, monkeypatch, capsys):

@@ -279,7 +279,8 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     page.get_by_text("Report (test metrics of the dev-selected checkpoint)").first.wait_for()
     wait_for(lambda: page.get_by_text("checks the run every").count() == 0, 60, "the page to stop polling")
     settle(page)
-    assert allocations_shown(page) == len(final.ranks()) > first
+    # every allocation is drawn (more than at first unless the 8-step run had already made them all then)
+    assert allocations_shown(page) == len(final.ranks()) >= first
     shown = run
     if SHOWCASE:  # the documentation's pictures: a run that learnt
         step(f"showcase run {SHOWCASE}")

@@ -395,3 +395,4 @@ def test_cli_streams_a_fasta_in_chunks_and_leaves_nothing_behind_on_failure(pred
     only_bad.write_text(">bad1\nACGTXX\n>bad2\nNNZZ\n")
     assert main(["predict", run_dir, "--fasta", str(only_bad), "--out", str(tmp_path / "bad.csv")]) == 1
     assert "no record was scored" in capsys.readouterr().err
+    assert not (tmp_path / "bad.csv").exists()

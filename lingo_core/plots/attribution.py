@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..attribution_results import BASES, Attribution, IGResult, ISMResult
+from ..runs import atomic_write_text
 
 METHOD_COLOURS = {"IG": "#1f77b4", "ISM": "#d62728"}
 
@@ -181,5 +182,6 @@ def write_html(
             figures.append(prompt_contribution_figure(result.ig))
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
     path = Path(path)
-    path.write_text("<html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>", encoding="utf-8")
+    # whole or absent: written under a temporary name and renamed (never a half-written file)
+    atomic_write_text(path, "<html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>")
     return path
