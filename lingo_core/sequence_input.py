@@ -182,14 +182,9 @@ def gather_inputs(
     id_column: Optional[str] = None,
 ) -> list[InputRecord]:
     """Records from exactly one source: raw sequences, a FASTA file or a CSV file."""
-    given = [name for name, value in (("sequences", sequences), ("fasta", fasta), ("csv", csv)) if value]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one input: raw sequences, a FASTA file or a CSV file (got {given or 'none'})")
-    if fasta:
-        return read_fasta_input(fasta)
-    if csv:
-        return read_csv_input(csv, sequence_column, id_column)
-    return records_from_sequences(list(sequences or []), ids)
+    return list(
+        iter_inputs(sequences, ids=ids, fasta=fasta, csv=csv, sequence_column=sequence_column, id_column=id_column)
+    )
 
 
 def as_records(inputs: Union[Sequence[str], Sequence[InputRecord]], ids: Optional[Sequence[str]] = None) -> list[InputRecord]:
