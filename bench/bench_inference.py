@@ -36,6 +36,7 @@ import torch  # noqa: E402
 from lingo_core.attribution import in_silico_mutagenesis, integrated_gradients, mutants  # noqa: E402
 from lingo_core.inference import collate, predict_logits  # noqa: E402
 from lingo_core.predict import Predictor, default_max_tokens, load_predictor  # noqa: E402
+from quickstart_run import make_run  # noqa: E402
 
 MATMUL_N = 2048
 
@@ -103,19 +104,6 @@ def unbucketed_logits(predictor: Predictor, input_ids: list[list[int]], batch_si
         for i in range(0, len(input_ids), batch_size):
             batch = collate(input_ids[i : i + batch_size], predictor.pad_id)
             predictor.model(**batch)
-
-
-def make_run(folder: Path) -> Path:
-    """A 2-step quickstart run to measure (the bench trains only for its setup)."""
-    from lingo_core.config import load_config
-    from lingo_core.train import train
-
-    root = Path(__file__).resolve().parent.parent
-    cfg = load_config(
-        root / "configs" / "quickstart.yaml",
-        ["train.max_steps=2", f"output_dir={folder}", "train.progress_bar=false", "data.max_eval=16", "data.max_train=16"],
-    )
-    return train(cfg)
 
 
 Row = tuple[str, float, str, float, float]  # workload, value, unit, achieved FLOP/s, fraction of matmul

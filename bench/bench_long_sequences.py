@@ -44,22 +44,10 @@ import torch  # noqa: E402
 
 from lingo_core.predict import PredictionWriter, Predictor, load_predictor  # noqa: E402
 from lingo_core.sequence_input import records_from_sequences  # noqa: E402
+from quickstart_run import make_run  # noqa: E402
 
 LENGTHS_KB = (1, 2, 5, 10, 20, 50, 100, 200)
 TOKENIZER_ALONE_MAX_KB = 5
-
-
-def make_run(folder: Path) -> Path:
-    """A 2-step quickstart run to measure (the bench trains only for its setup)."""
-    from lingo_core.config import load_config
-    from lingo_core.train import train
-
-    root = Path(__file__).resolve().parent.parent
-    cfg = load_config(
-        root / "configs" / "quickstart.yaml",
-        ["train.max_steps=2", f"output_dir={folder}", "train.progress_bar=false", "data.max_eval=16", "data.max_train=16"],
-    )
-    return train(cfg)
 
 
 def random_dna(n: int, seed: int) -> str:
