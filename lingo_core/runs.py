@@ -594,6 +594,18 @@ class Run:
     def report(self) -> Optional[dict[str, Any]]:
         return _read_json(self.path / REPORT)
 
+    def learning_findings(self, metrics: Optional[list[dict[str, Any]]] = None) -> list:
+        """What went wrong with learning (:mod:`lingo_core.learning`), from the dev evaluations so far
+        (``metrics``: the history already read, else metrics.jsonl); provisional while the run is queued
+        or training. Never raises: an unreadable log gives no findings."""
+        from .learning import learning_findings
+
+        try:
+            history = self.metrics() if metrics is None else metrics
+            return learning_findings(history, finished=self.state not in ("queued", "running"))
+        except Exception:  # noqa: BLE001 - the read API never raises; damage is reported by `damage`
+            return []
+
     def data_report(self) -> Optional[dict[str, Any]]:
         return _read_json(self.path / DATA_REPORT)
 

@@ -25,6 +25,7 @@ import random
 import signal
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -53,6 +54,7 @@ from .inference import (
     split_probabilities,
     task_info,
 )
+from .learning import LearningWarning, learning_findings
 from .models import LoadedModel, resolve_device, store_frozen_weights
 from .plan import plan_steps, with_adapted
 
@@ -438,6 +440,10 @@ class Trainer:
             "num_processes": self.accelerator.num_processes,
             "allocations_checked_identical_across_processes": self.masks_checked,
         }
+        findings = learning_findings(runs.Run(self.writer.path).metrics(), finished=True)
+        report["learning"] = [f.to_dict() for f in findings]  # empty: no sign that learning failed
+        for finding in findings:
+            warnings.warn(f"{finding.summary} {finding.advice} (setting: {finding.setting})", LearningWarning, stacklevel=1)
         if adapted.rank_pattern():
             report["final_ranks"] = {short_module_name(k): int(sum(v)) for k, v in adapted.rank_pattern().items()}
         self.writer.write_report(report)

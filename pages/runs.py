@@ -195,6 +195,9 @@ def header(info: RunInfo, metrics: list, status: dict) -> None:
         st.warning("The training process is gone (killed, or the machine restarted) before the run finished.")
     elif state == "cancelled":
         st.info("The run was cancelled.")
+    for finding in info.run.learning_findings(metrics):
+        show = st.info if finding.provisional else st.warning
+        show(f"{md(finding.summary)} {md(finding.advice)} Set it in the **Learning rate** field on the Train page.")
     if ended_early:
         if resumable:
             last, _ = checkpoint_steps(info.run, step, metrics)

@@ -123,6 +123,9 @@ def summarise_run(cell: Cell, run: runs.Run, wall: Optional[float], error: Optio
             "duplicates": data_report.get("duplicates", {}),
             "subsampling": data_report.get("subsampling", {}).get("description"),
             "detail": report.get("selection", ""),
+            "learning": [f"{f.kind} (best dev MCC {f.best_mcc} at step {f.best_step}"
+                         + (f", chance from step {f.collapse_step})" if f.collapse_step else ")")
+                         for f in run.learning_findings()],
             "device": report.get("device"),
         }
     )

@@ -53,10 +53,17 @@ def _row(cell: Cell, record: dict[str, Any], group: str, setting: str, seed: int
         "n_test": n.get("test"),
         "train_dup_removed": dups.get("train_rows_removed"),
         "test_train_dup": dups.get("test_train"),
-        "detail": record.get("detail") or record.get("error", ""),
+        "detail": _detail(record),
         "cell_id": cell.cell_id,
         "run_dir": record.get("run_dir", ""),
     }
+
+
+def _detail(record: dict[str, Any]) -> str:
+    """How the cell was selected (or why it failed), and any learning failure (:mod:`lingo_core.learning`)."""
+    findings = record.get("learning") if isinstance(record.get("learning"), list) else []
+    parts = [str(record.get("detail") or record.get("error") or ""), *(f for f in findings if isinstance(f, str))]
+    return "; ".join(p for p in parts if p)
 
 
 def build_table(study: Study, cells: Optional[list[Cell]] = None) -> pd.DataFrame:
