@@ -93,15 +93,19 @@ def load_backbone(cfg: LingoConfig, info: dict[str, Any], empty: bool = False) -
     ``empty=True`` builds the architecture without weights (meta device): for plans and counts.
     """
     loaded = load_model(cfg.model, len(info["label_names"]), bool(info["multi_label"]), cfg.encoding, empty=empty)
+    return Backbone(loaded, build_encoder(loaded, cfg, info))
+
+
+def build_encoder(loaded: LoadedModel, cfg: LingoConfig, info: dict[str, Any]) -> SequenceEncoder:
+    """The encoder of a run (its prefix filled with ``info``'s domain, species and description) on ``loaded``'s tokenizer."""
     check_max_length(cfg, loaded)
-    encoder = SequenceEncoder(
+    return SequenceEncoder(
         loaded.tokenizer,
         cfg.encoding,
         domain=info.get("domain") or "DNA",
         species=info.get("species"),
         task=info.get("description"),
     )
-    return Backbone(loaded, encoder)
 
 
 def model_positions(loaded: LoadedModel) -> Optional[int]:
@@ -211,8 +215,13 @@ def predict_logits(
     device: torch.device,
     precision: str = "no",
     max_tokens: Optional[int] = None,
+    adapter_names: Optional[Sequence[str]] = None,
 ) -> np.ndarray:
-    """Logits for every sequence, batched by length (at most ``max_tokens`` per batch if set); in input order."""
+    """Logits for every sequence, batched by length (at most ``max_tokens`` per batch if set); in input order.
+
+    ``adapter_names`` (one per sequence) runs a peft model with several adapters in mixed batches:
+    each row through its own adapter (peft's ``adapter_names`` forward argument).
+    """
     was_training = model.training
     model.eval()
     outputs: list[Optional[np.ndarray]] = [None] * len(input_ids)
@@ -220,6 +229,8 @@ def predict_logits(
     for idx in length_buckets([len(x) for x in input_ids], batch_size, max_tokens):
         batch = collate([input_ids[i] for i in idx], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
+        if adapter_names is not None:
+            batch["adapter_names"] = [adapter_names[i] for i in idx]
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(**batch).logits.float().cpu().numpy()
         for row, i in enumerate(idx):

@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import IO, Any, Callable, Generator, Iterable, Iterator, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -214,6 +214,23 @@ class Predictions:
 # --------------------------------------------------------------------------------------- streaming output
 
 
+class ScoredChunk(Protocol):
+    """What :class:`PredictionWriter` writes: :class:`Predictions`, or a panel's :class:`lingo_core.panel.PanelScores`."""
+
+    rows: list[Any]
+
+    def __len__(self) -> int: ...
+
+    @property
+    def errors(self) -> list[str]: ...
+
+    def to_frame(self) -> pd.DataFrame: ...
+
+    def header(self) -> dict[str, Any]: ...
+
+    def entry(self, row: Any) -> dict[str, Any]: ...
+
+
 def output_format(path: PathLike) -> str:
     """``csv`` or ``json`` by the file suffix; a :class:`ConfigError` for any other."""
     suffix = Path(path).suffix.lower()
@@ -266,7 +283,7 @@ class PredictionWriter:
         """Where the rows go until :meth:`close` (None when writing to a stream)."""
         return None if self._handle is None else Path(self._handle.name)
 
-    def write(self, chunk: Predictions) -> None:
+    def write(self, chunk: ScoredChunk) -> None:
         """Append the rows of one chunk (in order)."""
         if self.format == "csv":
             chunk.to_frame().to_csv(self._out, index=False, header=self._header is None)
@@ -451,7 +468,7 @@ class Predictor:
         :class:`DataError` at the first invalid record instead of reporting it in its row. All
         records are scored together; for many records use :meth:`predict_stream`.
         """
-        options = self._options(aggregate, stride, window, reverse_complement, strict, batch_size, threshold)
+        options = self.scoring_options(aggregate, stride, window, reverse_complement, strict, batch_size, threshold)
         return self._predict_chunk(as_records(inputs, ids), {}, 0, options)
 
     def predict_stream(
@@ -477,18 +494,18 @@ class Predictor:
         """
         if chunk_records < 1 or chunk_nt < 1:
             raise ValueError(f"chunk_records ({chunk_records}) and chunk_nt ({chunk_nt}) must be at least 1")
-        options = self._options(aggregate, stride, window, reverse_complement, strict, batch_size, threshold)
+        options = self.scoring_options(aggregate, stride, window, reverse_complement, strict, batch_size, threshold)
 
         def chunks() -> Iterator[Predictions]:
             first_seen: dict[str, int] = {}
             start = 0
-            for chunk in _chunked(records, chunk_records, chunk_nt):
+            for chunk in record_chunks(records, chunk_records, chunk_nt):
                 yield self._predict_chunk(chunk, first_seen, start, options)
                 start += len(chunk)
 
         return chunks()
 
-    def _options(
+    def scoring_options(
         self, aggregate: str, stride: Optional[int], window: Optional[int], reverse_complement: bool, strict: bool,
         batch_size: Optional[int], threshold: float,
     ) -> dict[str, Any]:
@@ -512,8 +529,12 @@ class Predictor:
         self, records: list[InputRecord], first_seen: dict[str, int], start: int, options: dict[str, Any]
     ) -> Predictions:
         """Validate and score one chunk of records; ``first_seen`` carries ids across chunks, ``start`` numbers them."""
-        rows, clean = self._validate(records, options["strict"], first_seen, start)
+        rows, clean = self.validate(records, options["strict"], first_seen, start)
         self._score(rows, clean, options)
+        return self.predictions(rows, options)
+
+    def predictions(self, rows: list[SequencePrediction], options: dict[str, Any]) -> Predictions:
+        """Scored rows with how they were scored (``options`` from :meth:`scoring_options`)."""
         return Predictions(
             rows, list(self.label_names), self.multi_label, options["aggregate"], options["reverse_complement"],
             options["window_nt"], options["stride_nt"], str(self.trained.run.path), self.trained.source,
@@ -522,7 +543,23 @@ class Predictor:
 
     def _score(self, rows: list[SequencePrediction], clean: dict[int, str], options: dict[str, Any]) -> None:
         """Score every window of the valid records, :data:`WINDOW_BLOCK` windows at a time, and fill their rows."""
-        batch_size = options["batch_size"]
+        steps = self.score_steps(rows, clean, options)
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(self.logits_of_ids(request, options["batch_size"]))
+        except StopIteration:
+            pass
+
+    def score_steps(
+        self, rows: list[SequencePrediction], clean: dict[int, str], options: dict[str, Any]
+    ) -> Generator[list[list[int]], np.ndarray, None]:
+        """:meth:`_score` as a generator: it yields the token ids it needs logits for and is sent those logits.
+
+        Whoever drives it decides how the logits are computed: :meth:`_score` with this run's model,
+        a :class:`lingo_core.panel.Panel` with several runs' adapters in one batch. Windows,
+        reverse complements and aggregation are the same code either way.
+        """
         windows, window_ids, truncated = self._windows(
             clean, options["window_nt"], options["stride_nt"], options["explicit_window"]
         )
@@ -534,11 +571,13 @@ class Predictor:
                 ids, cut = self._encode_checked([clean[windows[w].record][windows[w].start : windows[w].end] for w in pending])
                 for w, encoded, was_cut in zip(pending, ids, cut):
                     window_ids[w], truncated[w] = encoded, bool(was_cut)
-            block = logits_to_probs(self.logits_of_ids(window_ids[lo:hi], batch_size), self.multi_label)  # type: ignore[arg-type]
+            block = logits_to_probs((yield window_ids[lo:hi]), self.multi_label)  # type: ignore[misc]
             if options["reverse_complement"]:
-                rc_probs, rc_truncated = self._reverse_strand(clean, windows[lo:hi], batch_size)
+                rc_ids, rc_truncated = self._encode_checked(
+                    [reverse_complement(clean[w.record][w.start : w.end]) for w in windows[lo:hi]]
+                )
                 truncated[lo:hi] |= rc_truncated
-                block = (block + rc_probs) / 2
+                block = (block + logits_to_probs((yield rc_ids), self.multi_label)) / 2
             if lo == 0:
                 probs = np.empty((len(windows), block.shape[1]), dtype=block.dtype)
             probs[lo:hi] = block
@@ -546,12 +585,6 @@ class Predictor:
         self._aggregate(rows, windows, probs, truncated, options["aggregate"], options["threshold"])
 
     # -- helpers ----------------------------------------------------------------------------
-    def _reverse_strand(
-        self, clean: dict[int, str], windows: list[_Window], batch_size: Optional[int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities of every window's reverse complement, and which of those lost their tail."""
-        ids, truncated = self._encode_checked([reverse_complement(clean[w.record][w.start : w.end]) for w in windows])
-        return logits_to_probs(self.logits_of_ids(ids, batch_size), self.multi_label), truncated
 
     def _aggregate(
         self, rows: list[SequencePrediction], windows: list[_Window], probs: np.ndarray, truncated: np.ndarray,
@@ -574,7 +607,7 @@ class Predictor:
             return ";".join(name for name, p in zip(self.label_names, probs) if p >= threshold)
         return self.label_names[int(np.argmax(probs))]
 
-    def _validate(
+    def validate(
         self, records: list[InputRecord], strict: bool, first_seen: Optional[dict[str, int]] = None, start: int = 0
     ) -> tuple[list[SequencePrediction], dict[int, str]]:
         """One output row per record; the clean sequence of every valid one (by row).
@@ -677,7 +710,7 @@ class Predictor:
         return ids, cut
 
 
-def _chunked(records: Iterable[InputRecord], max_records: int, max_nt: int) -> Iterator[list[InputRecord]]:
+def record_chunks(records: Iterable[InputRecord], max_records: int, max_nt: int) -> Iterator[list[InputRecord]]:
     """Consecutive lists of records: at most ``max_records``, closed once they hold ``max_nt`` nucleotides; [] if none."""
     chunk: list[InputRecord] = []
     nucleotides, yielded = 0, False
@@ -744,9 +777,11 @@ def predict(
 class ProgressLine:
     """Records scored so far, on stderr: rewritten in place on a terminal, else one line every ``every`` seconds."""
 
-    def __init__(self, total: Optional[int], stream: Optional[IO[str]] = None, every: float = 10.0) -> None:
+    def __init__(
+        self, total: Optional[int], stream: Optional[IO[str]] = None, every: float = 10.0, command: str = "predict"
+    ) -> None:
         # sys.stderr looked up now, not at import: tests and notebooks replace it
-        self.total, self.stream, self.every = total, stream or sys.stderr, every
+        self.total, self.stream, self.every, self.command = total, stream or sys.stderr, every, command
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.started = self.last = time.monotonic()
         self.records = self.nucleotides = 0
@@ -754,7 +789,7 @@ class ProgressLine:
     def text(self) -> str:
         elapsed = time.monotonic() - self.started
         done = f"{self.records:,}" if self.total is None else f"{self.records:,}/{self.total:,}"
-        line = f"predict: {done} records, {self.nucleotides / 1e6:.2f} Mb, {elapsed:.0f} s"
+        line = f"{self.command}: {done} records, {self.nucleotides / 1e6:.2f} Mb, {elapsed:.0f} s"
         if self.total and 0 < self.records < self.total:
             line += f", about {elapsed * (self.total - self.records) / self.records:.0f} s left"
         return line
@@ -775,21 +810,9 @@ class ProgressLine:
 
 
 def run_cli(args: Any) -> int:
-    """``python -m lingo_core predict``: see :func:`lingo_core.cli.build_parser` for the arguments.
+    """``python -m lingo_core predict``: see :func:`lingo_core.cli.build_parser` for the arguments."""
 
-    The output file is checked (and created under a temporary name) before anything is read or
-    loaded; records are read, scored and written chunk by chunk, with progress on stderr.
-    """
-    chunk_records = getattr(args, "chunk_size", None) or STREAM_CHUNK_RECORDS
-    if chunk_records < 1:
-        raise ConfigError(f"--chunk-size must be at least 1, got {chunk_records}")
-    writer = PredictionWriter(args.out) if args.out else PredictionWriter(stream=sys.stdout)
-    with writer:
-        records = iter_inputs(
-            args.sequences or None, fasta=args.fasta, csv=args.csv, sequence_column=args.sequence_column,
-            id_column=args.id_column,
-        )
-        total = len(args.sequences) if args.sequences else count_fasta_records(args.fasta) if args.fasta else None
+    def start(records: Iterator[InputRecord], chunk_records: int) -> tuple[Iterator[Predictions], str]:
         predictor = load_predictor(args.run_dir, args.device)
         chunks = predictor.predict_stream(
             records,
@@ -802,7 +825,33 @@ def run_cli(args: Any) -> int:
             batch_size=args.batch_size,
             threshold=args.threshold,
         )
-        progress = ProgressLine(total)
+        return chunks, f"with {predictor.trained.run.path.name} ({predictor.trained.source})"
+
+    return run_scoring_cli(args, "predict", start)
+
+
+def run_scoring_cli(
+    args: Any, command: str, start: Callable[[Iterator[InputRecord], int], tuple[Iterator[ScoredChunk], str]]
+) -> int:
+    """The body of ``predict`` and ``panel``: read the input, score it chunk by chunk, write the output.
+
+    The output file is checked (and created under a temporary name) before anything is read or
+    loaded; ``start(records, chunk_records)`` then loads the model and returns the scored chunks and
+    what scored them (for the summary line). Progress goes to stderr. Exit code 1, and no output
+    file, when no record was scored.
+    """
+    chunk_records = getattr(args, "chunk_size", None) or STREAM_CHUNK_RECORDS
+    if chunk_records < 1:
+        raise ConfigError(f"--chunk-size must be at least 1, got {chunk_records}")
+    writer = PredictionWriter(args.out) if args.out else PredictionWriter(stream=sys.stdout)
+    with writer:
+        records = iter_inputs(
+            args.sequences or None, fasta=args.fasta, csv=args.csv, sequence_column=args.sequence_column,
+            id_column=args.id_column,
+        )
+        total = len(args.sequences) if args.sequences else count_fasta_records(args.fasta) if args.fasta else None
+        chunks, scorer = start(records, chunk_records)
+        progress = ProgressLine(total, command=command)
         for chunk in chunks:
             writer.write(chunk)
             for error in chunk.errors:
@@ -811,10 +860,10 @@ def run_cli(args: Any) -> int:
         progress.close()
         scored = writer.rows - writer.errors
         if scored == 0:
-            writer.abort()  # a predict that scored nothing fails, and leaves no output file behind
-    print(f"scored {scored} of {writer.rows} records with {predictor.trained.run.path.name} ({predictor.trained.source})", file=sys.stderr)
+            writer.abort()  # a command that scored nothing fails, and leaves no output file behind
+    print(f"scored {scored} of {writer.rows} records {scorer}", file=sys.stderr)
     if scored == 0:
-        print("error: no record was scored (the reasons are listed above); fix the input and run predict again", file=sys.stderr)
+        print(f"error: no record was scored (the reasons are listed above); fix the input and run {command} again", file=sys.stderr)
         return 1
     if writer.path is not None:
         print(writer.path)
