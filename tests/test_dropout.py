@@ -18,14 +18,29 @@ def test_same_distribution_and_gradient_as_nn_dropout():
     y = fast(x)
     kept = y != 0
     assert float(kept.float().mean()) == pytest.approx(0.8, abs=0.005)
-    torch.testing.assert_close(y[kept], x[kept] / 0.8)
+    assert fast.scale == pytest.approx(1 / 0.8, rel=1e-4)  # p is rounded to 1/65536 and the scale follows it
+    torch.testing.assert_close(y[kept], x[kept] * fast.scale)
     (grad,) = torch.autograd.grad(y.sum(), x)
-    torch.testing.assert_close(grad, kept.float() / 0.8)
+    torch.testing.assert_close(grad, kept.float() * fast.scale)
     # the same mean and variance as torch's own dropout of the same input
     reference = torch.nn.functional.dropout(x.detach(), 0.2, training=True)
     y = y.detach()
     assert float(y.mean()) == pytest.approx(float(reference.mean()), abs=0.01)
     assert float(y.var()) == pytest.approx(float(reference.var()), rel=0.02)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.5])
+def test_every_element_of_odd_shapes_is_dropped_independently_at_rate_p(p):
+    torch.manual_seed(1)
+    layer = UniformDropout(p).train()
+    x = torch.ones(3, 1001, 333)  # not a multiple of four elements: the last 64-bit draw is partly used
+    y = layer(x)
+    dropped = (y == 0).float()
+    assert float(dropped.mean()) == pytest.approx(p, abs=0.002)
+    # the four 16-bit lanes of one draw are independent: neighbours are dropped together at rate p^2
+    pairs = dropped.flatten()[:-1] * dropped.flatten()[1:]
+    assert float(pairs.mean()) == pytest.approx(p * p, abs=0.002)
+    assert float(y[dropped == 0].mean()) == pytest.approx(1 / (1 - p), rel=1e-4)
 
 
 def test_identity_in_eval_and_reproducible_from_the_global_seed():
@@ -51,3 +66,6 @@ def test_replaces_the_adapter_dropouts_and_leaves_the_backbone_alone(tiny_bert_d
     modules = dict(adapted.model.named_modules())
     assert all(type(modules[n]) is UniformDropout and modules[n].p == 0.1 for n in adapter_dropouts)
     assert all(type(modules[n]) is torch.nn.Dropout for n in backbone_dropouts)
+    assert use_uniform_dropout(adapted.model, backbone=True) == len(backbone_dropouts)  # under an adapter: all
+    modules = dict(adapted.model.named_modules())
+    assert not any(type(m) is torch.nn.Dropout for m in modules.values())
