@@ -333,7 +333,8 @@ def _load_folder_or_hub(source: str, num_labels: int, problem_type: str, empty: 
     kwargs = {"num_labels": num_labels, "problem_type": problem_type, "trust_remote_code": trust_remote_code}
     if empty:
         return _empty_from_config(AutoConfig.from_pretrained(source, **kwargs), trust_remote_code)
-    return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    # a checkpoint saved with a head of another size (a 2-class classifier, a 3-class task) gets a fresh head
+    return AutoModelForSequenceClassification.from_pretrained(source, **kwargs, ignore_mismatched_sizes=True)
 
 
 def _load_backbone(cfg: ModelConfig, num_labels: int, problem_type: str, empty: bool):
