@@ -1,4 +1,4 @@
-"""Command line: ``python -m lingo_core {train,evaluate,list-models,list-methods,list-benchmarks,predict,attribute,study}``."""
+"""Command line: ``python -m lingo_core {train,evaluate,list-models,list-methods,list-benchmarks,predict,panel,attribute,study}``."""
 
 from __future__ import annotations
 
@@ -97,6 +97,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def cmd_panel(args: argparse.Namespace) -> int:
+    from .panel.cli import run_cli
+
+    return run_cli(args)
+
+
 def cmd_attribute(args: argparse.Namespace) -> int:
     from .attribution import run_cli
 
@@ -107,6 +113,23 @@ def cmd_study(args: argparse.Namespace) -> int:
     from .study import run_cli
 
     return run_cli(args)
+
+
+def add_scoring_options(p: argparse.ArgumentParser) -> None:
+    """The input, window and output options ``predict`` and ``panel`` share."""
+    p.add_argument("--fasta", metavar="F", help="FASTA file (multi-record, wrapped lines, .gz allowed)")
+    p.add_argument("--csv", metavar="F", help="CSV/TSV file with a sequence column (and optionally an id column)")
+    p.add_argument("--sequence-column", default="sequence")
+    p.add_argument("--id-column", help="id column of --csv (default: 'id' if present, else file:line)")
+    p.add_argument("--out", metavar="F", help="write .csv or .json instead of CSV to stdout (it appears only once complete)")
+    p.add_argument("--aggregate", choices=["mean", "max"], default="mean", help="how window probabilities combine")
+    p.add_argument("--window", type=int, metavar="NT", help="sliding window size in nt (default: what fits the model)")
+    p.add_argument("--stride", type=int, metavar="NT", help="sliding window stride in nt (default: half a window)")
+    p.add_argument("--reverse-complement", "--rc", action="store_true", help="average with the reverse complement")
+    p.add_argument("--strict", action="store_true", help="stop at the first invalid record instead of reporting it")
+    p.add_argument("--batch-size", type=int, help="sequences per forward pass (default: chosen for the device)")
+    p.add_argument("--chunk-size", type=int, default=512, metavar="N", help="records read, scored and written at a time (bounds memory)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the run's model.device)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,21 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="score sequences with a trained run (CSV to stdout, or --out F.csv/F.json)")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("sequences", nargs="*", metavar="SEQ", help="raw sequences (or use --fasta / --csv)")
-    p.add_argument("--fasta", metavar="F", help="FASTA file (multi-record, wrapped lines, .gz allowed)")
-    p.add_argument("--csv", metavar="F", help="CSV/TSV file with a sequence column (and optionally an id column)")
-    p.add_argument("--sequence-column", default="sequence")
-    p.add_argument("--id-column", help="id column of --csv (default: 'id' if present, else file:line)")
-    p.add_argument("--out", metavar="F", help="write .csv or .json instead of CSV to stdout (it appears only once complete)")
-    p.add_argument("--aggregate", choices=["mean", "max"], default="mean", help="how window probabilities combine")
-    p.add_argument("--window", type=int, metavar="NT", help="sliding window size in nt (default: what fits the model)")
-    p.add_argument("--stride", type=int, metavar="NT", help="sliding window stride in nt (default: half a window)")
-    p.add_argument("--reverse-complement", "--rc", action="store_true", help="average with the reverse complement")
-    p.add_argument("--strict", action="store_true", help="stop at the first invalid record instead of reporting it")
+    add_scoring_options(p)
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label: probability for a label to be predicted")
-    p.add_argument("--batch-size", type=int, help="sequences per forward pass (default: chosen for the device)")
-    p.add_argument("--chunk-size", type=int, default=512, metavar="N", help="records read, scored and written at a time (bounds memory)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: the run's model.device)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "panel", help="score sequences against every task of a panel of runs sharing one backbone (one column per task)"
+    )
+    p.add_argument("items", nargs="*", metavar="RUN_DIR... SEQ...", help="run folders, then raw sequences (or --fasta / --csv)")
+    p.add_argument("--runs-dir", metavar="DIR", help="the largest group of compatible finished runs in DIR (instead of RUN_DIRs)")
+    p.add_argument("--model", metavar="NAME", help="with --runs-dir: the group of this base model (e.g. minilm-l6)")
+    p.add_argument("--list", action="store_true", help="with --runs-dir: list which runs can form a panel and why others cannot; score nothing")
+    p.add_argument("--mode", choices=["auto", "switch", "mixed"], default="auto",
+                   help="switch the active adapter per task, or mix tasks in one batch (auto: mixed on a GPU, switch on CPU)")
+    add_scoring_options(p)
+    p.set_defaults(func=cmd_panel)
 
     p = sub.add_parser("attribute", help="integrated gradients / in-silico mutagenesis per nucleotide (.npz, .csv, .html)")
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -184,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry", action="store_true", help="rerun cells that timed out")
     p.set_defaults(func=cmd_study)
 
-    for name in ("evaluate", "predict", "attribute"):  # commands that load a run directory's model
+    for name in ("evaluate", "predict", "panel", "attribute"):  # commands that load a run directory's model
         sub.choices[name].add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     return parser
 
@@ -194,7 +217,7 @@ TRUST_HELP = (
     "a run directory never switches it on by itself"
 )
 # files a command writes, by option: checked before any work so that a typo fails at once
-OUTPUT_OPTIONS = {"predict": ("out",), "attribute": ("out", "csv", "html")}
+OUTPUT_OPTIONS = {"predict": ("out",), "panel": ("out",), "attribute": ("out", "csv", "html")}
 
 
 def positive_int(text: str) -> int:
@@ -235,9 +258,10 @@ def _project_errors() -> tuple[type, ...]:
     from .encoding import EncodingError
     from .inference import RunLoadError
     from .models import ModelError
+    from .panel.compat import PanelError
     from .runs import RunFileError
 
-    return (ConfigError, DataError, EncodingError, ModelError, RunLoadError, RunFileError, AttributionError)
+    return (ConfigError, DataError, EncodingError, ModelError, RunLoadError, RunFileError, AttributionError, PanelError)
 
 
 def _write_error_log(exc: BaseException, argv: Sequence[str]) -> Optional[Path]:

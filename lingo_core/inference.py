@@ -340,6 +340,15 @@ def checked_run_config(run: runs.Run) -> LingoConfig:
     return run.typed_config()
 
 
+def inference_config(run: runs.Run, device: Optional[str] = None, trust_remote_code: Optional[bool] = None) -> LingoConfig:
+    """The run's config as inference runs it: checked, remote code only as the caller allows, ``device`` if given."""
+    cfg = checked_run_config(run)
+    _allow_remote_code(cfg, run, trust_remote_code)
+    if device:
+        cfg.model.device = device
+    return cfg
+
+
 def _no_model_message(run: runs.Run) -> str:
     """Why a run without an export or best checkpoint has no model, and what to do, by its state."""
     status = run.status
@@ -369,10 +378,7 @@ def load_trained(
     or :class:`~lingo_core.config.ConfigError`, naming the file.
     """
     run = runs.load_run(run_dir)
-    cfg = checked_run_config(run)
-    _allow_remote_code(cfg, run, trust_remote_code)
-    if device:
-        cfg.model.device = device
+    cfg = inference_config(run, device, trust_remote_code)
     info = run_task_info(run)
     has_export = run.adapter_dir.exists()
     problem = run.export_damage() if has_export else run.checkpoint_damage((runs.BEST_FILE,))

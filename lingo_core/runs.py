@@ -154,6 +154,11 @@ def read_export_info(directory: PathLike) -> Optional[dict[str, Any]]:
     return _read_json(Path(directory) / EXPORT_INFO)
 
 
+def is_embedding_weight(name: str) -> bool:
+    """Whether a tensor name is a model's word-embedding matrix (peft may copy it into exports)."""
+    return bool(_FROZEN_EMBEDDING.search(name))
+
+
 def export_weights_path(directory: PathLike) -> Path:
     """Where a non-peft export keeps its tensors."""
     return Path(directory) / TRAINABLE_WEIGHTS
@@ -692,7 +697,7 @@ class Run:
             for path in files:
                 with safe_open(str(path), framework="pt") as handle:
                     for key in handle.keys():
-                        if peft_format and _FROZEN_EMBEDDING.search(key):
+                        if peft_format and is_embedding_weight(key):
                             continue
                         shape = handle.get_slice(key).get_shape()
                         count = 1
