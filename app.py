@@ -44,6 +44,7 @@ PAGES = [
     st.Page(str(ROOT / "pages" / "train.py"), title="Train", icon=":material/rocket_launch:", url_path="train"),
     st.Page(str(ROOT / "pages" / "runs.py"), title="Runs / rank dynamics", icon=":material/monitoring:", url_path="runs"),
     st.Page(str(ROOT / "pages" / "predict.py"), title="Predict", icon=":material/online_prediction:", url_path="predict"),
+    st.Page(str(ROOT / "pages" / "panel.py"), title="Panel", icon=":material/grid_view:", url_path="panel"),
     st.Page(str(ROOT / "pages" / "attribute.py"), title="Attribute", icon=":material/biotech:", url_path="attribute"),
     st.Page(str(ROOT / "pages" / "compare.py"), title="Compare", icon=":material/compare_arrows:", url_path="compare"),
 ]

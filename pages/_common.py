@@ -356,6 +356,45 @@ def pick_run(
     return by_id.get(chosen)
 
 
+def pick_model_run(key: str, help: str) -> RunInfo:
+    """The Predict/Attribute run picker: runs with a trained model, the best finished run of the latest
+    task by default, the choice shared between those pages. Stops the page (saying what to do) when
+    no run has a model yet."""
+    infos = all_runs()
+    info = pick_run(
+        "Trained run", infos, key=key, accept=lambda i: i.has_model, help=help, default=best_finished_run(infos),
+        with_score=True, share="selected_model_run",
+    )
+    if info is None:
+        damaged = [i for i in infos if i.damage]
+        st.info("No run has a trained model yet. Finish a run first (the quickstart run on Home is the quickest).")
+        if damaged:
+            st.caption(f"{len(damaged)} run(s) are damaged and not offered here; the Runs page says what is wrong with each.")
+        st.stop()
+    return info
+
+
+ATTRIBUTE_REQUEST = "attribute_request"  # session state: a sequence another page sends to Attribute
+
+
+def send_to_attribute(run_id: str, seq_id: str, sequence: str, target: Optional[str] = None) -> None:
+    """Open the Attribute page on ``run_id`` with this sequence filled in (and the class to explain)."""
+    st.session_state[ATTRIBUTE_REQUEST] = {"run": run_id, "id": seq_id, "sequence": sequence, "target": target}
+    st.switch_page("pages/attribute.py", query_params={"run": run_id})
+
+
+def take_attribute_request() -> Optional[dict[str, Any]]:
+    """On the Attribute page: the sequence another page sent (once), put into the page's fields; None if none."""
+    request = st.session_state.pop(ATTRIBUTE_REQUEST, None)
+    if not isinstance(request, dict) or not all(isinstance(request.get(k), str) for k in ("run", "id", "sequence")):
+        return None
+    st.session_state["attr_run"] = request["run"]
+    st.session_state["attr_source"] = "Paste a sequence"
+    st.session_state["attr_text"] = f">{request['id']}\n{request['sequence']}"
+    st.session_state["_attr_target_wanted"] = request.get("target")
+    return request
+
+
 def show_damage(info: RunInfo) -> None:
     """A damaged run, shown as such: what is wrong, and that every other run is unaffected."""
     st.error(
@@ -472,6 +511,114 @@ def checkpoint_steps(run: Run, step: int, metrics: Sequence[Mapping[str, Any]] =
         return (last or None) if has else None, following
     evals = [int(m["step"]) for m in metrics if "dev_mcc" in m and isinstance(m.get("step"), int)]
     return (max(evals) if evals and has else None), None
+
+
+# -- sequences to score (Predict, Panel) -------------------------------------------------------------------
+MAX_RECORDS = 20_000  # records scored in one request
+EXAMPLE_SEQUENCES = ">example1\nGCGTACCTATAAAAGCGTTACGACGGTCCAATCGATCGTACG\n>example2\nACGTTGCAGTCAGTTAGCATCGATCGATCGGATCGATTAGCA"
+INPUT_FIELDS = {"seq": "Sequence column (CSV)", "id": "Id column (CSV)"}
+
+
+def digest(*parts: Any) -> str:
+    """A short fingerprint of an input (text, bytes, settings): results are kept only for the input they belong to."""
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else str(part).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def parse_pasted(text: str) -> list:
+    """FASTA (lines starting with '>') or one sequence per line, as prediction records."""
+    from lingo_core.sequence_input import parse_fasta_records, records_from_sequences
+
+    if text.lstrip().startswith(">"):
+        return parse_fasta_records(text, "the pasted text")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return records_from_sequences(lines)
+
+
+def sequence_input(prefix: str) -> tuple[Optional[list], Optional[str]]:
+    """Pasted or uploaded sequences (FASTA, or CSV/TSV with a sequence column) within the dashboard's limits.
+
+    Returns the records and a fingerprint of the input (None, None when there is nothing valid to
+    score); every problem is shown on the page in its own words. Widget keys start with ``prefix``.
+    """
+    from lingo_core.data import DataError
+
+    source = st.radio("Input", ["Paste sequences", "Upload FASTA or CSV"], key=f"{prefix}_source", horizontal=True)
+    records, input_key = None, None
+    try:
+        if source == "Paste sequences":
+            text = st.text_area(
+                f"Sequences: one per line, or FASTA (up to {MAX_PASTE_CHARS:,} characters; each sequence up to {MAX_SEQUENCE_NT:,} nt)",
+                EXAMPLE_SEQUENCES, height=160, key=f"{prefix}_text", max_chars=MAX_PASTE_CHARS,
+            )
+            input_key = digest("paste", text)
+            if text and text.strip():
+                records = parse_pasted(text)
+        else:
+            records, input_key = _uploaded_records(prefix)
+    except (DataError, ValueError) as exc:
+        st.error(f"The input cannot be read: {page_words(exc, INPUT_FIELDS)}")
+        records, input_key = None, None
+    records = _within_limits(records)
+    return (records, input_key) if records else (None, None)
+
+
+def _uploaded_records(prefix: str) -> tuple[Optional[list], Optional[str]]:
+    from lingo_core.data import DataError
+    from lingo_core.sequence_input import read_csv_input, read_fasta_input
+
+    uploaded = st.file_uploader(
+        f"FASTA (.fa/.fasta/.fna) or CSV/TSV with a sequence column (up to {UPLOAD_LIMIT_MB} MB)",
+        type=["fa", "fasta", "fna", "csv", "tsv"], key=f"{prefix}_upload", max_upload_size=UPLOAD_LIMIT_MB,
+    )
+    c1, c2 = st.columns(2)
+    sequence_column = c1.text_input(INPUT_FIELDS["seq"], "sequence", key=f"{prefix}_seq_col").strip() or "sequence"
+    id_column = c2.text_input(INPUT_FIELDS["id"], "", key=f"{prefix}_id_col", help="Blank: a column named 'id' if there is one, else the line number").strip() or None
+    if uploaded is None:
+        return None, None
+    too_big = upload_too_big(uploaded.size)
+    if too_big:
+        st.error(md(too_big))
+        return None, None
+    data = uploaded.getvalue()
+    path = save_upload(data, uploaded.name)
+    try:
+        if path.suffix.lower() in (".csv", ".tsv"):
+            records = read_csv_input(path, sequence_column, id_column)
+        else:
+            records = read_fasta_input(path)
+    except (DataError, ValueError) as exc:
+        st.error(f"The file cannot be read: {page_words(exc, INPUT_FIELDS, {path: uploaded.name})}")
+        return None, None
+    for record in records:  # where a record came from: the uploaded name, not the stored copy
+        record.where = record.where.replace(str(path), uploaded.name)
+    return records, digest("upload", data, sequence_column, id_column)
+
+
+def _within_limits(records: Optional[list]) -> Optional[list]:
+    """The records the dashboard scores: too many records or nucleotides refused, over-long sequences left out (said so)."""
+    if records is not None and len(records) > MAX_RECORDS:
+        st.error(f"{len(records):,} records; the dashboard scores up to {MAX_RECORDS:,} at a time. Split the file into smaller ones.")
+        return None
+    if not records:
+        return records
+    too_long = [r for r in records if len(r.sequence) > MAX_SEQUENCE_NT]
+    if too_long:
+        names = ", ".join(f"{md(r.id)} ({len(r.sequence):,} nt)" for r in too_long[:5]) + (", …" if len(too_long) > 5 else "")
+        st.warning(
+            f"{len(too_long)} sequence(s) are longer than {MAX_SEQUENCE_NT:,} nt, the longest the dashboard scores "
+            f"(longer ones would keep the app busy for minutes): {names}. They are left out; paste or upload the region "
+            f"of interest (up to {MAX_SEQUENCE_NT:,} nt) instead."
+        )
+        records = [r for r in records if len(r.sequence) <= MAX_SEQUENCE_NT]
+    total = sum(len(r.sequence) for r in records)
+    if total > MAX_TOTAL_NT:
+        st.error(f"{total:,} nt in all; the dashboard scores up to {MAX_TOTAL_NT:,} nt at a time. Split the input into smaller parts.")
+        return None
+    return records
 
 
 # -- uploads ---------------------------------------------------------------------------------------------
@@ -621,6 +768,22 @@ def predictor_for(run_dir: str, stamp: str):
     from lingo_core.predict import load_predictor
 
     return load_predictor(run_dir, device=None)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the backbone and every task's adapter…")
+def panel_for(run_dirs: tuple[str, ...], stamps: tuple[str, ...]):
+    """A cached ``lingo_core.panel.Panel`` of these runs; ``stamps`` (their weights stamps) change when a run's weights do."""
+    from lingo_core.panel import load_panel
+
+    return load_panel(list(run_dirs))
+
+
+@st.cache_resource(max_entries=8, show_spinner="Grouping the finished runs by base model…")
+def panel_grouping(run_dirs: tuple[str, ...], stamps: tuple[str, ...]):
+    """``lingo_core.panel.group_compatible`` of these runs (cached until a run's weights change)."""
+    from lingo_core.panel import group_compatible
+
+    return group_compatible(list(run_dirs))
 
 
 # -- time estimates ------------------------------------------------------------------------------------------

@@ -16,15 +16,14 @@ from lingo_core.data import DataError
 from lingo_core.plots.charts import logo_headroom
 from pages._common import (
     MAX_PASTE_CHARS,
-    all_runs,
-    best_finished_run,
     load_task_cached,
     md,
     page_words,
-    pick_run,
+    pick_model_run,
     predictor_for,
     sanitize_filename,
     show_exception,
+    take_attribute_request,
     typed_config,
 )
 
@@ -33,20 +32,8 @@ METHOD_NAMES = {"both": "IG and ISM (with their correlation)", "ig": "Integrated
 EXAMPLE = "GCGTACCTATAAAAGCGTTACGACGGTACGATCGTTAGCATCGGGCCAATCGATCGTACGTTAGCAAGCTAGCTAGGCTAGCATCGACTGACTAGCTAGC"
 
 st.title("Attribute")
-infos = all_runs()
-info = pick_run(
-    "Trained run",
-    infos,
-    key="attr_run",
-    accept=lambda i: i.has_model,
-    help="By default the best finished run (test MCC) of the most recent task.",
-    default=best_finished_run(infos),
-    with_score=True,
-    share="selected_model_run",
-)
-if info is None:
-    st.info("No run has a trained model yet. Finish a run first (the quickstart run on Home is the quickest).")
-    st.stop()
+request = take_attribute_request()
+info = pick_model_run("attr_run", "By default the best finished run (test MCC) of the most recent task.")
 run = info.run
 
 run_cfg = typed_config(run)  # None when the run's config cannot be read
@@ -55,6 +42,15 @@ data_report = run.data_report() or {}
 if not isinstance(report.get("label_names") or [], list):
     report = {}
 label_names: list[str] = list(report.get("label_names") or data_report.get("label_names") or [])
+wanted_target = st.session_state.pop("_attr_target_wanted", None)
+if wanted_target in label_names:  # sent with the sequence: the class whose probability was clicked
+    st.session_state["attr_target"] = wanted_target
+if request is not None:
+    st.info(
+        f"Opened from the Panel: **{md(request['id'])}** with the run of task **{md(info.task or '?')}**"
+        + (f", explaining **{md(wanted_target)}**" if wanted_target in label_names else "")
+        + ". Press Attribute to see which nucleotides drove its score."
+    )
 
 
 def test_sequences() -> Optional[Any]:
@@ -72,7 +68,8 @@ def test_sequences() -> Optional[Any]:
 source = st.radio("Sequence", ["Paste a sequence", "From the run's test set"], key="attr_source", horizontal=True)
 sequence, seq_id, motifs = None, "sequence", None
 if source == "Paste a sequence":
-    text = st.text_area("One DNA sequence (raw or FASTA; the first record is used)", EXAMPLE, height=110, key="attr_text", max_chars=MAX_PASTE_CHARS)
+    st.session_state.setdefault("attr_text", EXAMPLE)  # a value of its own, so that another page can fill it in
+    text = st.text_area("One DNA sequence (raw or FASTA; the first record is used)", height=110, key="attr_text", max_chars=MAX_PASTE_CHARS)
     if text and text.strip():
         if text.lstrip().startswith(">"):
             from lingo_core.sequence_input import parse_fasta_records

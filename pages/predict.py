@@ -8,135 +8,25 @@ and sequences are user text: shown escaped, never as markdown.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Optional
 
 import streamlit as st
 
-from lingo_core.data import DataError
-from pages._common import (
-    MAX_PASTE_CHARS,
-    MAX_SEQUENCE_NT,
-    MAX_TOTAL_NT,
-    UPLOAD_LIMIT_MB,
-    all_runs,
-    best_finished_run,
-    md,
-    page_words,
-    pick_run,
-    predictor_for,
-    save_upload,
-    show_exception,
-    upload_too_big,
-)
+from pages._common import INPUT_FIELDS as FIELDS
+from pages._common import md, page_words, pick_model_run, predictor_for, sequence_input, show_exception
 
-MAX_RECORDS = 20_000
 CHUNK = 256  # records per progress update
-EXAMPLE = ">example1\nGCGTACCTATAAAAGCGTTACGACGGTCCAATCGATCGTACG\n>example2\nACGTTGCAGTCAGTTAGCATCGATCGATCGGATCGATTAGCA"
-FIELDS = {"seq": "Sequence column (CSV)", "id": "Id column (CSV)"}
 
 st.title("Predict")
-infos = all_runs()
-info = pick_run(
-    "Trained run",
-    infos,
-    key="predict_run",
-    accept=lambda i: i.has_model,
-    help="Runs with an exported adapter, or a best checkpoint while they train. By default the best finished run (test MCC) of the most recent task.",
-    default=best_finished_run(infos),
-    with_score=True,
-    share="selected_model_run",
+info = pick_model_run(
+    "predict_run",
+    "Runs with an exported adapter, or a best checkpoint while they train. By default the best finished run (test MCC) of the most recent task.",
 )
-if info is None:
-    damaged = [i for i in infos if i.damage]
-    st.info("No run has a trained model yet. Finish a run first (the quickstart run on Home is the quickest).")
-    if damaged:
-        st.caption(f"{len(damaged)} run(s) are damaged and not offered here; the Runs page says what is wrong with each.")
-    st.stop()
 run = info.run
 if not run.has_adapter:
     st.caption("This run has not finished: predictions use its best checkpoint so far.")
 
-
-def parse_pasted(text: str):
-    """FASTA (lines starting with '>') or one sequence per line, as prediction records."""
-    from lingo_core.sequence_input import parse_fasta_records, records_from_sequences
-
-    if text.lstrip().startswith(">"):
-        return parse_fasta_records(text, "the pasted text")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return records_from_sequences(lines)
-
-
-def digest(*parts) -> str:
-    h = hashlib.sha1()
-    for part in parts:
-        h.update(part if isinstance(part, bytes) else str(part).encode())
-        h.update(b"\x00")
-    return h.hexdigest()
-
-
-source = st.radio("Input", ["Paste sequences", "Upload FASTA or CSV"], key="predict_source", horizontal=True)
-records = None
-input_key = None
-try:
-    if source == "Paste sequences":
-        text = st.text_area(
-            f"Sequences: one per line, or FASTA (up to {MAX_PASTE_CHARS:,} characters; each sequence up to {MAX_SEQUENCE_NT:,} nt)",
-            EXAMPLE, height=160, key="predict_text", max_chars=MAX_PASTE_CHARS,
-        )
-        input_key = digest("paste", text)
-        if text and text.strip():
-            records = parse_pasted(text)
-    else:
-        uploaded = st.file_uploader(f"FASTA (.fa/.fasta/.fna) or CSV/TSV with a sequence column (up to {UPLOAD_LIMIT_MB} MB)", type=["fa", "fasta", "fna", "csv", "tsv"], key="predict_upload", max_upload_size=UPLOAD_LIMIT_MB)
-        c1, c2 = st.columns(2)
-        sequence_column = c1.text_input(FIELDS["seq"], "sequence", key="predict_seq_col").strip() or "sequence"
-        id_column = c2.text_input(FIELDS["id"], "", key="predict_id_col", help="Blank: a column named 'id' if there is one, else the line number").strip() or None
-        if uploaded is not None:
-            too_big = upload_too_big(uploaded.size)
-            if too_big:
-                st.error(md(too_big))
-            else:
-                from lingo_core.sequence_input import read_csv_input, read_fasta_input
-
-                data = uploaded.getvalue()
-                path = save_upload(data, uploaded.name)
-                input_key = digest("upload", data, sequence_column, id_column)
-                try:
-                    if path.suffix.lower() in (".csv", ".tsv"):
-                        records = read_csv_input(path, sequence_column, id_column)
-                    else:
-                        records = read_fasta_input(path)
-                except (DataError, ValueError) as exc:
-                    st.error(f"The file cannot be read: {page_words(exc, FIELDS, {path: uploaded.name})}")
-                    records, input_key = None, None
-                else:
-                    for record in records:  # where a record came from: the uploaded name, not the stored copy
-                        record.where = record.where.replace(str(path), uploaded.name)
-except (DataError, ValueError) as exc:
-    st.error(f"The input cannot be read: {page_words(exc, FIELDS)}")
-    records, input_key = None, None
-
-if records is not None and len(records) > MAX_RECORDS:
-    st.error(f"{len(records):,} records; the dashboard scores up to {MAX_RECORDS:,} at a time. Split the file into smaller ones.")
-    records, input_key = None, None
-if records:
-    too_long = [r for r in records if len(r.sequence) > MAX_SEQUENCE_NT]
-    if too_long:
-        names = ", ".join(f"{md(r.id)} ({len(r.sequence):,} nt)" for r in too_long[:5]) + (", …" if len(too_long) > 5 else "")
-        st.warning(
-            f"{len(too_long)} sequence(s) are longer than {MAX_SEQUENCE_NT:,} nt, the longest the dashboard scores "
-            f"(longer ones would keep the app busy for minutes): {names}. They are left out; paste or upload the region "
-            f"of interest (up to {MAX_SEQUENCE_NT:,} nt) instead."
-        )
-        records = [r for r in records if len(r.sequence) <= MAX_SEQUENCE_NT]
-    total = sum(len(r.sequence) for r in records)
-    if total > MAX_TOTAL_NT:
-        st.error(f"{total:,} nt in all; the dashboard scores up to {MAX_TOTAL_NT:,} nt at a time. Split the input into smaller parts.")
-        records = None
-if not records:
-    input_key = None
+records, input_key = sequence_input("predict")
 
 with st.expander("Options"):
     c1, c2, c3 = st.columns(3)

@@ -150,7 +150,7 @@ def install(run_dir: Path, runs_dir: Path) -> Path:
 
 
 # -- every page renders, with and without runs ----------------------------------------------------------------
-@pytest.mark.parametrize("page", ["home", "runs", "predict", "attribute", "compare"])
+@pytest.mark.parametrize("page", ["home", "runs", "predict", "panel", "attribute", "compare"])
 def test_pages_render_without_any_run(dashboard_runs_dir, page):
     at = app(page)
     no_exception(at)
@@ -424,7 +424,7 @@ def test_every_page_survives_a_damaged_run_and_shows_it_as_damaged(dashboard_run
     bad = fake_run(dashboard_runs_dir, "20261125-100001-ars-demo_motifs-bad")
     damage(bad, kind)
     reason = DAMAGES[kind][2]
-    for page in ("home", "runs", "compare", "predict", "attribute", "train"):
+    for page in ("home", "runs", "compare", "predict", "panel", "attribute", "train"):
         at = app(page)
         no_exception(at)
         if page == "home":
