@@ -39,7 +39,7 @@ from ..predict import (
 )
 from ..sequence_input import InputRecord, as_records, gather_inputs
 from .attach import adapter_parameter_count, adapter_parts, attach, fuse_lora_layers
-from .compat import BackboneKey, PanelError, check_panel
+from .compat import BackboneKey, check_panel
 
 PathLike = Union[str, Path]
 MODES = ("auto", "switch", "mixed")
