@@ -506,10 +506,10 @@ class Predictor:
         return chunks()
 
     def scoring_options(
-        self, aggregate: str, stride: Optional[int], window: Optional[int], reverse_complement: bool, strict: bool,
-        batch_size: Optional[int], threshold: float,
+        self, aggregate: str = "mean", stride: Optional[int] = None, window: Optional[int] = None,
+        reverse_complement: bool = False, strict: bool = False, batch_size: Optional[int] = None, threshold: float = 0.5,
     ) -> dict[str, Any]:
-        """Checked scoring options, with the window and stride resolved to nucleotides."""
+        """Checked scoring options (as :meth:`predict` takes them), with the window and stride resolved to nucleotides."""
         if aggregate not in AGGREGATIONS:
             raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
         window_nt = int(window or self.window_nt)
@@ -543,13 +543,7 @@ class Predictor:
 
     def _score(self, rows: list[SequencePrediction], clean: dict[int, str], options: dict[str, Any]) -> None:
         """Score every window of the valid records, :data:`WINDOW_BLOCK` windows at a time, and fill their rows."""
-        steps = self.score_steps(rows, clean, options)
-        try:
-            request = next(steps)
-            while True:
-                request = steps.send(self.logits_of_ids(request, options["batch_size"]))
-        except StopIteration:
-            pass
+        run_steps(self.score_steps(rows, clean, options), lambda ids: self.logits_of_ids(ids, options["batch_size"]))
 
     def score_steps(
         self, rows: list[SequencePrediction], clean: dict[int, str], options: dict[str, Any]
@@ -708,6 +702,16 @@ class Predictor:
             for i, encoded in zip(suspects, self.encoder.encode_many([sequences[i] for i in suspects])):
                 cut[i] = encoded.truncated_at is not None
         return ids, cut
+
+
+def run_steps(steps: Generator[list[list[int]], np.ndarray, None], logits_of: Callable[[list[list[int]]], np.ndarray]) -> None:
+    """Run a :meth:`Predictor.score_steps` generator to its end, answering each request for logits with ``logits_of``."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(logits_of(request))
+    except StopIteration:
+        pass
 
 
 def record_chunks(records: Iterable[InputRecord], max_records: int, max_nt: int) -> Iterator[list[InputRecord]]:

@@ -566,6 +566,16 @@ def sequence_input(prefix: str) -> tuple[Optional[list], Optional[str]]:
     return (records, input_key) if records else (None, None)
 
 
+def kept_result(state_key: str, result_key: Any) -> Optional[tuple]:
+    """The ``(result_key, result)`` stored under ``state_key`` if it was made for ``result_key`` (this input,
+    run and options); a result of anything else is dropped, so a table never describes other sequences."""
+    stored = st.session_state.get(state_key)
+    if stored is not None and stored[0] != result_key:
+        del st.session_state[state_key]
+        return None
+    return stored
+
+
 def _uploaded_records(prefix: str) -> tuple[Optional[list], Optional[str]]:
     from lingo_core.data import DataError
     from lingo_core.sequence_input import read_csv_input, read_fasta_input

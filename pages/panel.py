@@ -21,6 +21,7 @@ from pages._common import (
     LIVE_STATES,
     all_runs,
     digest,
+    kept_result,
     md,
     page_words,
     panel_for,
@@ -100,10 +101,7 @@ with st.expander("Options"):
 paths = tuple(str(by_id[r].path) for r in chosen)
 stamps = tuple(by_id[r].run.weights_stamp() for r in chosen)
 result_key = (paths, stamps, input_key, aggregate, rc) if input_key else None
-stored: Optional[tuple] = st.session_state.get("panel_result")
-if stored is not None and stored[0] != result_key:
-    del st.session_state["panel_result"]  # the runs, input or options changed: the old table is not this input's
-    stored = None
+stored = kept_result("panel_result", result_key)
 
 clicked = st.button("Score with the panel", type="primary", key="panel_go", disabled=not records)
 if clicked and records:

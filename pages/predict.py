@@ -8,12 +8,11 @@ and sequences are user text: shown escaped, never as markdown.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import streamlit as st
 
 from pages._common import INPUT_FIELDS as FIELDS
-from pages._common import md, page_words, pick_model_run, predictor_for, sequence_input, show_exception
+from pages._common import kept_result, md, page_words, pick_model_run, predictor_for, sequence_input, show_exception
 
 CHUNK = 256  # records per progress update
 
@@ -35,10 +34,7 @@ with st.expander("Options"):
     threshold = c3.slider("Threshold (multi-label)", 0.0, 1.0, 0.5, 0.01, key="predict_threshold")
 
 result_key = (run.id, run.weights_stamp(), input_key, aggregate, rc, threshold) if input_key else None
-stored: Optional[tuple] = st.session_state.get("predict_result")
-if stored is not None and stored[0] != result_key:
-    del st.session_state["predict_result"]  # the input, run or options changed: the old table is not this input's
-    stored = None
+stored = kept_result("predict_result", result_key)
 
 clicked = st.button("Predict", type="primary", key="predict_go", disabled=not records)
 if clicked and records:

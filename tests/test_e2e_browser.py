@@ -11,6 +11,8 @@ browser download does not work offline). The test:
    process lives on, restarts the app and finds the run still there and still updating;
 4. pastes sequences on Predict and reads a probability (a FASTA header written as a markdown link
    and image stays text: no link, no image in the page); opens Attribute and sees the heat map;
+   scores the same sequences on Panel, sees the heat map with each task's test metrics, and clicks a
+   cell, which opens Attribute with that sequence filled in;
 5. checks that the favicon is served by the app itself (no font CDN, which fails offline);
 6. saves a screenshot of every page under ``test-artifacts/screenshots/`` (and, with
    ``LINGO_UPDATE_SCREENSHOTS=1``, into ``docs/img/`` for the documentation). With
@@ -335,6 +337,34 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     page.wait_for_function("() => [...document.images].every(image => image.complete)")  # the logo
     settle(page)
     screenshot(page, "attribute")
+
+    # -- Panel: every finished task at once; a click on a cell opens Attribute ---------------------------------
+    step("Panel")
+    page.goto(f"{app.url}/panel")
+    box = page.get_by_label(re.compile(r"^Sequences: one per line, or FASTA"))
+    box.fill("".join(f">{name}\n{sequence}\n" for name, sequence in examples.items()))
+    box.press("Control+Enter")
+    settle(page)
+    page.locator(".st-key-panel_go button").click()
+    page.locator(".st-key-panel_heatmap .js-plotly-plot").first.wait_for()
+    page.locator(".st-key-panel_download").first.wait_for()
+    assert page.locator(".st-key-panel_heatmap").get_by_text("MCC", exact=False).count() >= 1  # each column's test metrics
+    settle(page)
+    screenshot(page, "panel")
+    step("click a cell of the heat map")
+    page.locator(".st-key-panel_heatmap").scroll_into_view_if_needed()
+    cell = page.locator(".st-key-panel_heatmap .scatterlayer .point").first  # an invisible marker on the first cell
+    box_ = wait_for(lambda: cell.bounding_box(), 30, "the heat map's cells")
+    x, y = box_["x"] + box_["width"] / 2, box_["y"] + box_["height"] / 2
+    page.mouse.move(x, y)
+    time.sleep(0.5)  # plotly picks the hovered point on mouse move
+    page.mouse.click(x, y)
+    page.get_by_text("Opened from the Panel").first.wait_for()
+    assert "/attribute" in page.url
+    first_name = next(iter(examples))
+    text = page.get_by_label("One DNA sequence (raw or FASTA; the first record is used)").input_value()
+    assert text == f">{first_name}\n{examples[first_name]}", text
+    settle(page)
 
     # -- Compare and Home -----------------------------------------------------------------------------------
     step("Compare")

@@ -26,7 +26,7 @@ from lingo_core import runs
 from lingo_core.cli import main
 from lingo_core.data import make_demo_task
 from lingo_core.inference import load_trained
-from lingo_core.panel import PanelError, check_panel, group_compatible, label_columns, load_panel
+from lingo_core.panel import PanelError, check_panel, group_compatible, label_columns, load_panel, score_panel
 from lingo_core.panel.attach import FusedLoraLinear
 from lingo_core.predict import Predictor
 from lingo_core.train import train
@@ -198,7 +198,16 @@ def test_python_api_streams_chunks_and_checks_options(panel):
     assert [row["column"] for row in whole.attrs["tasks"]] == [c.name for c in panel.columns]
     with pytest.raises(ValueError, match="mode must be one of"):
         panel.score(["ACGT"], mode="fast")
+    with pytest.raises(TypeError, match="unknown scoring option"):
+        panel.score(["ACGT"], threshold=0.3)
     assert panel.score([]).empty
+
+
+def test_one_call_reads_a_fasta_file(panel_runs, tmp_path):
+    fasta = tmp_path / "in.fa"
+    fasta.write_text(f">a\n{DEMO.test.sequences[0]}\n>b\n{DEMO.test.sequences[1]}\n")
+    frame = score_panel([panel_runs["lora"], panel_runs["ars"]], fasta=fasta, reverse_complement=True)
+    assert frame["id"].tolist() == ["a", "b"] and bool(frame["rc_averaged"].all())
 
 
 # -- who may join ----------------------------------------------------------------------------------------------

@@ -172,6 +172,8 @@ def test_heatmap_is_records_by_columns_with_metrics_above_and_a_clickable_marker
     "event, cell",
     [
         ({"selection": {"points": [{"customdata": [2, 1], "x": 1, "y": 2}]}}, (2, 1)),
+        ({"selection": {"points": [{"curve_number": 1, "x": 1, "y": 1, "customdata": {"0": 1, "1": 1}}]}}, (1, 1)),  # as the browser sends it
+        ({"selection": {"points": [{"x": 0, "y": 4}]}}, (4, 0)),
         ({"selection": {"points": []}}, None),
         ({"selection": {"points": [{"x": 1}]}}, None),
         (None, None),

@@ -36,6 +36,7 @@ from ..predict import (
     default_batch_size,
     default_max_tokens,
     record_chunks,
+    run_steps,
 )
 from ..sequence_input import InputRecord, as_records, gather_inputs
 from .attach import adapter_parameter_count, adapter_parts, attach, fuse_lora_layers
@@ -43,6 +44,7 @@ from .compat import BackboneKey, check_panel
 
 PathLike = Union[str, Path]
 MODES = ("auto", "switch", "mixed")
+SCORING_OPTIONS = {"aggregate", "stride", "window", "reverse_complement", "strict", "batch_size"}  # no threshold: no labels
 
 
 class TaskPredictor(Predictor):
@@ -301,16 +303,13 @@ class Panel:
         *,
         chunk_records: int = STREAM_CHUNK_RECORDS,
         chunk_nt: int = STREAM_CHUNK_NT,
-        aggregate: str = "mean",
-        stride: Optional[int] = None,
-        window: Optional[int] = None,
-        reverse_complement: bool = False,
-        strict: bool = False,
-        batch_size: Optional[int] = None,
         mode: str = "auto",
+        **options: Any,
     ) -> Iterator[PanelScores]:
         """Score ``records`` chunk by chunk (bounded memory, as ``predict_stream``): one :class:`PanelScores` per chunk.
 
+        ``options`` are :meth:`~lingo_core.predict.Predictor.predict`'s: ``aggregate``, ``stride``,
+        ``window``, ``reverse_complement``, ``strict``, ``batch_size`` (checked before the first record is read).
         ``mode``: ``switch`` runs the tasks one after another on each chunk, switching the active
         adapter; ``mixed`` sends the rows of all tasks that have LoRA layers and the same number of
         outputs through one forward pass per batch, each row through its own adapter; ``auto`` is
@@ -321,16 +320,16 @@ class Panel:
         if chunk_records < 1 or chunk_nt < 1:
             raise ValueError(f"chunk_records ({chunk_records}) and chunk_nt ({chunk_nt}) must be at least 1")
         resolved = ("mixed" if self.device.type == "cuda" else "switch") if mode == "auto" else mode
-        options = [
-            task.predictor.scoring_options(aggregate, stride, window, reverse_complement, strict, batch_size, 0.5)
-            for task in self.tasks
-        ]
+        unknown = sorted(set(options) - SCORING_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown scoring option(s) {unknown}; the options are {sorted(SCORING_OPTIONS)} and mode")
+        settings = [task.predictor.scoring_options(**options) for task in self.tasks]
 
         def chunks() -> Iterator[PanelScores]:
             seen: list[dict[str, int]] = [{} for _ in self.tasks]
             start = 0
             for chunk in record_chunks(records, chunk_records, chunk_nt):
-                yield self._score_chunk(chunk, seen, start, options, resolved)
+                yield self._score_chunk(chunk, seen, start, settings, resolved)
                 start += len(chunk)
 
         return chunks()
@@ -347,7 +346,7 @@ class Panel:
             self._drive_mixed(steps, options)
         else:
             for task, task_steps, opts in zip(self.tasks, steps, options):
-                _drive(task_steps, lambda ids, t=task, o=opts: t.predictor.logits_of_ids(ids, o["batch_size"]))
+                run_steps(task_steps, lambda ids, t=task, o=opts: t.predictor.logits_of_ids(ids, o["batch_size"]))
         parts = [task.predictor.predictions(rows, opts) for task, (rows, _), opts in zip(self.tasks, validated, options)]
         return PanelScores(self, parts)
 
@@ -390,16 +389,6 @@ class Panel:
             out[i] = logits[start : start + len(rows)]
             start += len(rows)
         return out
-
-
-def _drive(steps, logits_of) -> None:
-    """Run a :meth:`~lingo_core.predict.Predictor.score_steps` generator to its end, answering with ``logits_of``."""
-    try:
-        request = next(steps)
-        while True:
-            request = steps.send(logits_of(request))
-    except StopIteration:
-        pass
 
 
 def _advance(pending: dict[int, Any], i: int, steps, answer: Optional[np.ndarray]) -> None:
@@ -488,18 +477,17 @@ def load_panel(
     return panel
 
 
+INPUT_OPTIONS = ("ids", "fasta", "csv", "sequence_column", "id_column")  # gather_inputs' keywords
+
+
 def score_panel(
-    items: Sequence[Union[runs.Run, PathLike]],
-    sequences: Optional[Sequence[str]] = None,
-    *,
-    ids: Optional[Sequence[str]] = None,
-    fasta: Optional[PathLike] = None,
-    csv: Optional[PathLike] = None,
-    sequence_column: str = "sequence",
-    id_column: Optional[str] = None,
-    device: Optional[str] = None,
+    items: Sequence[Union[runs.Run, PathLike]], sequences: Optional[Sequence[str]] = None, *, device: Optional[str] = None,
     **options: Any,
 ) -> pd.DataFrame:
-    """One call: load a panel of ``items`` and score ``sequences``, a FASTA file or a CSV file (options as :meth:`Panel.score`)."""
-    records = gather_inputs(sequences, ids=ids, fasta=fasta, csv=csv, sequence_column=sequence_column, id_column=id_column)
-    return load_panel(items, device).score(records, **options)
+    """One call: load a panel of ``items`` and score ``sequences``, a FASTA file or a CSV file.
+
+    ``options``: the input's (``ids``, ``fasta``, ``csv``, ``sequence_column``, ``id_column``, as
+    :func:`~lingo_core.predict.predict` takes them) and the scoring options of :meth:`Panel.score`.
+    """
+    inputs = {name: options.pop(name) for name in INPUT_OPTIONS if name in options}
+    return load_panel(items, device).score(gather_inputs(sequences, **inputs), **options)

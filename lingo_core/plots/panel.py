@@ -93,16 +93,25 @@ def _wrap(text: str, width: int = 70) -> str:
 
 
 def clicked_cell(event: Any) -> Optional[tuple[int, int]]:
-    """(row, column) of the cell a click selected on :func:`panel_heatmap_figure`, or None."""
+    """(row, column) of the cell a click selected on :func:`panel_heatmap_figure`, or None.
+
+    The markers sit at x = column, y = row; their ``customdata`` (row, column) says the same and
+    comes back as a list, or as ``{"0": row, "1": column}`` when plotly sent it as a typed array.
+    """
     try:
         points = event["selection"]["points"]
     except (KeyError, TypeError):
         return None
     for point in points or []:
-        data = point.get("customdata") if isinstance(point, Mapping) else None
-        if isinstance(data, (list, tuple)) and len(data) == 2:
-            try:
-                return int(data[0]), int(data[1])
-            except (TypeError, ValueError):
-                continue
+        if not isinstance(point, Mapping):
+            continue
+        data = point.get("customdata")
+        if isinstance(data, Mapping):
+            data = [data.get("0"), data.get("1")]
+        if not (isinstance(data, (list, tuple)) and len(data) == 2):
+            data = [point.get("y"), point.get("x")]
+        try:
+            return int(data[0]), int(data[1])
+        except (TypeError, ValueError):
+            continue
     return None
