@@ -149,6 +149,19 @@ def test_the_backbone_is_held_once_and_switching_reloads_and_merges_nothing(pane
     assert set(panel.model.peft_config) == {t.adapter for t in panel.tasks}
 
 
+def test_threads_sharing_a_panel_get_their_own_tasks_scores(panel):
+    """The dashboard's sessions share one cached panel: concurrent scoring must not mix the active adapters."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sequences = DEMO.test.sequences[:6]
+    alone = panel.score(sequences)
+    with ThreadPoolExecutor(4) as pool:
+        frames = list(pool.map(lambda mode: panel.score(sequences, mode=mode), ["switch", "mixed"] * 3))
+    for frame in frames:
+        for column in panel.columns:
+            np.testing.assert_allclose(frame[column.name], alone[column.name], atol=1e-5, rtol=0)
+
+
 def test_fused_forward_equals_peft_forward(panel_runs):
     unfused = load_panel([panel_runs["lora"], panel_runs["ars"]], fused=False)
     fused = load_panel([panel_runs["lora"], panel_runs["ars"]])

@@ -15,6 +15,7 @@ one forward pass per batch, each row through its own adapter (peft's ``adapter_n
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,9 @@ class TaskPredictor(Predictor):
         self.panel = panel
 
     def logits_of_ids(self, input_ids: Sequence[list[int]], batch_size: Optional[int] = None, precision: Optional[str] = None) -> np.ndarray:
-        self.panel.activate(self.adapter)
-        return super().logits_of_ids(input_ids, batch_size, precision)
+        with self.panel.lock:  # the active adapter is the shared model's state: one task's forward at a time
+            self.panel.activate(self.adapter)
+            return super().logits_of_ids(input_ids, batch_size, precision)
 
 
 @dataclass
@@ -241,6 +243,9 @@ class Panel:
         self.load_seconds = load_seconds
         self.switches = 0  # how many times the active adapter changed
         self._active: Optional[str] = None
+        # held around every forward pass: the active adapter (and peft's mixed-batch hooks) belong to the shared
+        # model, and one panel may serve several threads (the dashboard's sessions share a cached panel)
+        self.lock = threading.RLock()
 
     # -- what it holds -------------------------------------------------------------------------
     @property
@@ -276,10 +281,11 @@ class Panel:
 
     def activate(self, adapter: str) -> None:
         """Make ``adapter`` the active one (peft ``set_adapter``: a flag per layer; nothing is loaded or merged)."""
-        if self._active != adapter:
-            self.model.set_adapter(adapter)
-            self._active = adapter
-            self.switches += 1
+        with self.lock:
+            if self._active != adapter:
+                self.model.set_adapter(adapter)
+                self._active = adapter
+                self.switches += 1
 
     # -- scoring ---------------------------------------------------------------------------------
     def score(
@@ -380,10 +386,11 @@ class Panel:
         if not ids:
             return {i: np.zeros((0, self.tasks[i].n_outputs), dtype=np.float32) for i in requests}
         predictor = self.tasks[next(iter(requests))].predictor
-        logits = predict_logits(
-            self.model, ids, predictor.pad_id, batch_size or default_batch_size(self.device), self.device,
-            self.precision, max_tokens=None if batch_size else default_max_tokens(self.device), adapter_names=names,
-        )
+        with self.lock:
+            logits = predict_logits(
+                self.model, ids, predictor.pad_id, batch_size or default_batch_size(self.device), self.device,
+                self.precision, max_tokens=None if batch_size else default_max_tokens(self.device), adapter_names=names,
+            )
         out, start = {}, 0
         for i, rows in requests.items():
             out[i] = logits[start : start + len(rows)]
