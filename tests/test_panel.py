@@ -264,6 +264,26 @@ def test_incompatible_runs_are_refused_with_the_reason(panel_runs, tiny_bert_dir
         check_panel([lora, lora])
 
 
+def test_an_export_that_does_not_fit_the_backbone_is_refused_naming_it(panel_runs, tmp_path):
+    """Whole files whose tensors do not fit (another model's adapter): one error naming the export, nothing random."""
+    from safetensors.torch import load_file, save_file
+
+    from lingo_core.inference import RunLoadError
+
+    broken = edited_copy(panel_runs["lora"], tmp_path, "other_shapes")
+    weights = broken / runs.ADAPTER / "adapter_model.safetensors"
+    tensors = {k: torch.zeros(v.shape[0], v.shape[1] + 3) if k.endswith("lora_A.weight") else v for k, v in load_file(str(weights)).items()}
+    save_file(tensors, str(weights))
+    with pytest.raises(RunLoadError, match=r"other_shapes/adapter: the exported adapter does not load on the panel's backbone"):
+        load_panel([panel_runs["ars"], broken])
+    missing = edited_copy(panel_runs["lora"], tmp_path, "missing_tensor")
+    weights = missing / runs.ADAPTER / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({k: v for k, v in tensors.items() if ".layer.1.attention.self.query.lora_B" not in k}, str(weights))
+    with pytest.raises(RunLoadError, match=r"missing_tensor/adapter: the export does not fill its adapter .*missing \['base_model"):
+        load_panel([missing])
+
+
 def test_nucleotide_token_runs_share_a_panel_unless_the_vocabulary_rows_moved(tiny_bert_dir, tmp_path):
     """LoRA and head-only runs on nucleotide tokens keep their token rows per adapter; a head run whose training moved
     rows of the pretrained vocabulary (as weight decay does) cannot share the backbone's single copy."""

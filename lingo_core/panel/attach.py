@@ -49,10 +49,6 @@ class AdapterParts:
     state: dict[str, torch.Tensor]
     form: str  # "LoRA", "AdaLoRA (LoRA form)", "ARS (LoRA form)", "head only"
 
-    @property
-    def parameters(self) -> int:
-        return int(sum(t.numel() for t in self.state.values()))
-
 
 def adapter_parts(run: runs.Run, loaded: LoadedModel, embedding_path: str) -> AdapterParts:
     """The export of ``run`` as LoRA adapter parts for a backbone ``loaded`` (whose input embedding is ``embedding_path``)."""

@@ -26,7 +26,15 @@ import pandas as pd
 import torch
 
 from .. import runs
-from ..inference import TrainedModel, build_encoder, inference_config, load_backbone, predict_logits, run_task_info
+from ..inference import (
+    RunLoadError,
+    TrainedModel,
+    build_encoder,
+    inference_config,
+    load_backbone,
+    predict_logits,
+    run_task_info,
+)
 from ..models import store_frozen_weights
 from ..predict import (
     STREAM_CHUNK_NT,
@@ -41,7 +49,7 @@ from ..predict import (
 )
 from ..sequence_input import InputRecord, as_records, gather_inputs
 from .attach import adapter_parameter_count, adapter_parts, attach, fuse_lora_layers
-from .compat import BackboneKey, check_panel
+from .compat import BackboneKey, PanelError, check_panel
 
 PathLike = Union[str, Path]
 MODES = ("auto", "switch", "mixed")
@@ -447,11 +455,19 @@ def load_panel(
     embedding = base.get_input_embeddings()
     embedding_path = next(name for name, module in base.named_modules() if module is embedding)
     model: Optional[torch.nn.Module] = None
-    forms: list[tuple[str, int]] = []
+    forms: list[str] = []
     for k, run in enumerate(members):
-        parts = adapter_parts(run, loaded, embedding_path)
-        model = attach(model, base, f"task{k}", parts, run)
-        forms.append((parts.form, parts.parameters))
+        try:
+            parts = adapter_parts(run, loaded, embedding_path)
+            model = attach(model, base, f"task{k}", parts, run)
+        except (PanelError, RunLoadError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - peft, safetensors and JSON fail in many ways on a damaged export
+            raise RunLoadError(
+                f"{run.adapter_dir}: the exported adapter does not load on the panel's backbone ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:300]}); it is damaged or was made for another model. Fix: leave the run out"
+            ) from None
+        forms.append(parts.form)
     assert model is not None
     if fused:
         fuse_lora_layers(model)
@@ -473,7 +489,7 @@ def load_panel(
         report = run.report() or {}
         task = PanelTask(
             f"task{k}", run, predictor, names[k], str(info.get("task") or run.task), str(info.get("domain") or ""),
-            str(info.get("description") or ""), str(run.method), forms[k][0], adapter_parameter_count(model, f"task{k}"),
+            str(info.get("description") or ""), str(run.method), forms[k], adapter_parameter_count(model, f"task{k}"),
             report.get("test") if isinstance(report.get("test"), dict) else {},
         )
         task.columns = [
