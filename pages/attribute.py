@@ -45,7 +45,9 @@ label_names: list[str] = list(report.get("label_names") or data_report.get("labe
 wanted_target = st.session_state.pop("_attr_target_wanted", None)
 if wanted_target in label_names:  # sent with the sequence: the class whose probability was clicked
     st.session_state["attr_target"] = wanted_target
-if request is not None:
+if request is not None and request["run"] != run.id:
+    st.warning(f"The run {md(request['run'])} the Panel pointed to has no model here any more; the sequence is filled in for the run picked above.")
+elif request is not None:
     st.info(
         f"Opened from the Panel: **{md(request['id'])}** with the run of task **{md(info.task or '?')}**"
         + (f", explaining **{md(wanted_target)}**" if wanted_target in label_names else "")

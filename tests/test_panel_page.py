@@ -126,6 +126,10 @@ def test_attribute_page_takes_a_sent_sequence_once_and_ignores_a_malformed_reque
     at.run()
     no_exception(at)
     assert at.text_area(key="attr_text").value == "ACGTACGT"
+    at.session_state["attribute_request"] = {"run": "20261125-000000-lora-gone-0000", "id": "late", "sequence": GOOD}
+    at.run()  # a run deleted since: the sequence is filled in for the run on the page, and the page says so
+    no_exception(at)
+    assert at.text_area(key="attr_text").value == f">late\n{GOOD}" and "has no model here any more" in texts(at.warning)
 
 
 def test_panel_page_escapes_record_ids_and_lists_what_cannot_join(dashboard_runs_dir, page_runs):
