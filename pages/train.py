@@ -381,7 +381,19 @@ elif not load_ok:
 # every registered method, with controls drawn from its settings dataclasses (pages/_settings.py)
 st.header("3 · Method and rank budget")
 methods = method_names()
-method = st.radio("Method", methods, index=methods.index(D["adapter"]["method"]) if D["adapter"]["method"] in methods else 0, key="train_method", horizontal=True, format_func=str.upper)
+
+
+def use_recommended_lr() -> None:
+    """A newly picked method starts from its recommended learning rate (LoRA at the SVD adapters' rate collapses)."""
+    recommended = get_method(st.session_state["train_method"]).recommended_lr
+    if recommended is not None:
+        st.session_state["train_lr"] = recommended
+
+
+method = st.radio(
+    "Method", methods, index=methods.index(D["adapter"]["method"]) if D["adapter"]["method"] in methods else 0,
+    key="train_method", horizontal=True, format_func=str.upper, on_change=use_recommended_lr,
+)
 st.caption(get_method(method).summary)
 adapter: dict[str, Any] = {"method": method}
 for section in sections_of(method):
@@ -393,8 +405,18 @@ T = D["train"]
 c1, c2, c3, c4 = st.columns(4)
 epochs = float(c1.number_input("Epochs", 0.01, 1000.0, float(T["epochs"]), step=0.5, key="train_epochs"))
 batch_size = int(c2.number_input("Batch size", 1, 4096, int(T["batch_size"]), key="train_batch"))
-lr = float(c3.number_input("Learning rate", 1e-7, 1.0, float(T["lr"]), step=1e-4, format="%.6f", key="train_lr"))
+st.session_state.setdefault("train_lr", float(T["lr"]))  # then the method picker sets it (use_recommended_lr)
+lr = float(c3.number_input("Learning rate", 1e-7, 1.0, step=1e-4, format="%.6f", key="train_lr"))
 seed = int(c4.number_input("Seed", 0, 2**31 - 1, int(T["seed"]), key="train_seed"))
+spec = get_method(method)
+if spec.recommended_lr is not None:
+    st.caption(f"Recommended learning rate for {method.upper()}: {spec.recommended_lr:g} ({spec.recommended_lr_source}).")
+    if lr > 2 * spec.recommended_lr:
+        st.warning(
+            f"The learning rate {lr:g} is {lr / spec.recommended_lr:.0f}× the one recommended for {method.upper()} "
+            f"({spec.recommended_lr:g}). Too high a rate can leave the model at chance or make it collapse there "
+            "mid-run; the Runs page says so if it happens."
+        )
 c1, c2, c3, c4 = st.columns(4)
 max_steps = int(c1.number_input("Max optimizer steps (0 = no cap)", 0, 10_000_000, int(T["max_steps"] or 0), key="train_max_steps"))
 eval_every = int(c2.number_input("Evaluate dev every N steps (0 = 4 per epoch)", 0, 10_000_000, int(T["eval_every"] or 0), key="train_eval_every"))

@@ -123,3 +123,20 @@ def test_a_study_cell_records_the_finding_and_the_table_shows_it(tmp_path):
         "best dev mcc over 16 evaluations; collapsed (best dev MCC 0.387 at step 480, chance from step 560)"
     )
     assert _detail({"detail": "x", "learning": "not a list"}) == "x"
+
+
+def test_train_page_starts_each_method_at_its_recommended_learning_rate_and_warns_above_it(dashboard_runs_dir):
+    from lingo_core.adapters import get_method
+
+    at = app("train")
+    no_exception(at)
+    assert at.radio(key="train_method").value == "ars" and at.number_input(key="train_lr").value == pytest.approx(0.008)
+    assert not at.warning  # the quickstart's rate is within 2x of ARS's recommended one
+    at.radio(key="train_method").set_value("lora").run()
+    no_exception(at)
+    assert at.number_input(key="train_lr").value == pytest.approx(get_method("lora").recommended_lr) == pytest.approx(5e-4)
+    assert "Recommended learning rate for LORA: 0.0005" in texts(at.caption)
+    at.number_input(key="train_lr").set_value(0.004).run()
+    assert "8× the one recommended for LORA" in texts(at.warning)
+    at.radio(key="train_method").set_value("adalora").run()
+    assert at.number_input(key="train_lr").value == pytest.approx(0.004) and not at.warning

@@ -34,6 +34,9 @@ class MethodSpec:
     settings: Optional[type] = None  # dataclass of the method's own section ``adapter.<name>``
     extends: Optional[str] = None  # a method whose section this method reads too
     rank_budget: bool = False  # AdaLoRA-style budget b(t): ranks.jsonl, schedule, rank charts
+    # the learning rate to start from (the Train page sets it when the method is picked), and where it comes from
+    recommended_lr: Optional[float] = None
+    recommended_lr_source: str = ""
 
     def model_class(self) -> Any:
         if isinstance(self.model, str):

@@ -11,6 +11,8 @@ register_method(
         settings=AdaLoraSettings,
         extends="lora",
         rank_budget=True,
+        recommended_lr=0.004,
+        recommended_lr_source="chosen on dev in the medium study (docs/results.md), against 1e-3, 2e-3 and 8e-3: λ starts at 0 and needs a larger rate",
     )
 )
 

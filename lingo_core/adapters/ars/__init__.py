@@ -11,6 +11,8 @@ register_method(
         settings=ARSSettings,
         extends="adalora",
         rank_budget=True,
+        recommended_lr=0.004,
+        recommended_lr_source="AdaLoRA's rate, chosen on dev in the medium study (docs/results.md)",
     )
 )
 
