@@ -86,8 +86,8 @@ def learning_findings(metrics: Sequence[dict[str, Any]], finished: bool = True) 
         so_far = " so far" if provisional else ""
         return [LearningFinding(
             kind="never_learnt",
-            summary=f"The model has not learnt{so_far}: its dev MCC stayed at or near chance (at most {best:.2f}; "
-                    f"0 is guessing) at all {n} evaluations, so its predictions are barely better than a coin toss.",
+            summary=f"The model has not learnt{so_far}: its dev MCC stayed at or near chance at all {n} evaluations "
+                    f"(best {best:.2f}; 0 is guessing), so its predictions are barely better than a coin toss.",
             advice="Some tasks sit at chance for a while before they start; if it stays there, train again with a "
                    "lower learning rate (half, e.g. 5e-4 instead of 1e-3) or more epochs." if provisional else
                    "Train again with a lower learning rate (half, e.g. 5e-4 instead of 1e-3) or more epochs; a "
