@@ -417,11 +417,13 @@ class Trainer:
         for name, probs in probabilities.items():  # per sequence, for paired comparisons between runs
             self.writer.write_predictions(name, prepared.splits[name].labels, probs, prepared.task.label_names)
         self.writer.publish_export(adapted.export)
-        parameters = {**adapted.parameter_counts(), "exported": runs.Run(self.writer.path).exported_parameters()}
+        run = runs.Run(self.writer.path)
+        history = run.metrics()  # read once: the evaluation count and the learning check
+        parameters = {**adapted.parameter_counts(), "exported": run.exported_parameters()}
         wall = self.state["elapsed"]
         report = {
             "selected_step": best_step,
-            "selection": f"best dev {tcfg.metric_for_best} over {len([m for m in runs.Run(self.writer.path).metrics() if 'dev_loss' in m])} evaluations",
+            "selection": f"best dev {tcfg.metric_for_best} over {len([m for m in history if 'dev_loss' in m])} evaluations",
             "dev": results["dev"],  # of the exported model (pruned singular values masked)
             "test": results["test"],
             "dev_at_selection": selection_dev,  # as measured while training, when this state was selected
@@ -441,7 +443,7 @@ class Trainer:
             "num_processes": self.accelerator.num_processes,
             "allocations_checked_identical_across_processes": self.masks_checked,
         }
-        findings = learning_findings(runs.Run(self.writer.path).metrics(), finished=True)
+        findings = learning_findings(history, finished=True)
         report["learning"] = [f.to_dict() for f in findings]  # empty: no sign that learning failed
         for finding in findings:
             warnings.warn(f"{finding.summary} {finding.advice} (setting: {finding.setting})", LearningWarning, stacklevel=1)
