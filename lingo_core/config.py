@@ -79,7 +79,8 @@ class ModelConfig:
     # "float32", "bfloat16", "float16"
     dtype: str = "auto"
     # what the classifier reads: "auto" (mean for sentence-transformers encoders such as MiniLM,
-    # the last real token for decoders, the model's CLS head otherwise), "cls", "mean", "last", or
+    # the last real token for decoders, the model's CLS head otherwise), "cls", "mean", "max" (the
+    # element-wise maximum over real tokens, for motif-presence tasks), "last", or
     # "native" (the head transformers builds, as runs made before this setting used)
     pooling: str = "auto"
 
@@ -416,7 +417,7 @@ def validate_config(cfg: LingoConfig) -> None:
         if problem:
             raise ConfigError(f"encoding.prefix must be 'paper', 'rich', 'none' or a template containing {{sequence}}: {problem}")
 
-    _choice("model.pooling", m.pooling, ("auto", "native", "cls", "mean", "last"))
+    _choice("model.pooling", m.pooling, ("auto", "native", "cls", "mean", "max", "last"))
     _choice("model.dtype", m.dtype, ("auto", "float32", "bfloat16", "float16"))
     if not _DEVICE.match(m.device):
         raise ConfigError(f"model.device must be auto, cpu, cuda, cuda:N or mps, got {m.device!r}")

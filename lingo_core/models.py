@@ -35,7 +35,7 @@ TARGET_MODULES: dict[str, Union[list[str], str]] = {
 }
 HEAD_NAMES = ("classifier", "score")  # classification heads of encoder / decoder models
 DECODER_FAMILIES = ("opt", "llama", "gpt2")  # their classification head reads the last real token
-POOLINGS = ("auto", "native", "cls", "mean", "last")
+POOLINGS = ("auto", "native", "cls", "mean", "max", "last")
 
 
 @dataclass
@@ -60,7 +60,7 @@ class LoadedModel:
     new_token_ids: list[int] = field(default_factory=list)  # dedicated nucleotide tokens, if any
     device: torch.device = torch.device("cpu")
     precision: str = "no"  # mixed precision for Accelerate: "no", "bf16", "fp16"
-    pooling: str = "native"  # what the classifier reads (resolved: native, cls, mean or last)
+    pooling: str = "native"  # what the classifier reads (resolved: native, cls, mean, max or last)
 
     @property
     def target_modules(self) -> Union[list[str], str]:
@@ -74,7 +74,8 @@ class LoadedModel:
 
 class MaskedPooler(torch.nn.Module):
     """Replaces a BERT-type encoder's pooler: the mean of the real (unpadded) tokens' hidden states,
-    or the last real token's. The attention mask is taken from the encoder's own call (a forward
+    their element-wise maximum (a motif anywhere in the sequence is not diluted by its length), or the
+    last real token's. The attention mask is taken from the encoder's own call (a forward
     pre-hook), so the model's forward signature and peft/captum wrappers stay as they are."""
 
     def __init__(self, mode: str) -> None:
@@ -92,6 +93,8 @@ class MaskedPooler(torch.nn.Module):
         mask = mask.to(hidden_states.dtype).unsqueeze(-1)
         if self.mode == "mean":
             return (hidden_states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        if self.mode == "max":
+            return hidden_states.masked_fill(mask == 0, torch.finfo(hidden_states.dtype).min).amax(1)
         last = mask.squeeze(-1).sum(1).long().clamp_min(1) - 1
         return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), last]
 
@@ -124,7 +127,7 @@ def resolve_pooling(requested: str, family: str, source: Optional[Path]) -> str:
         if decoder:
             return "last"
         return sentence_transformers_pooling(source) or "cls"
-    if decoder and requested in ("cls", "mean"):
+    if decoder and requested in ("cls", "mean", "max"):
         raise ModelError(
             f"model.pooling={requested} is for encoders; a {family} decoder's classifier reads the last real "
             "token (model.pooling=last, or auto)"

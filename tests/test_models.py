@@ -39,13 +39,28 @@ def test_native_pooling_keeps_the_cls_pooler_and_differs_from_mean():
     assert not torch.allclose(_logits(native, ["ACGTACGT"]), _logits(mean, ["ACGTACGT"]))
 
 
+def test_max_pooling_reads_the_elementwise_maximum_of_the_real_tokens_only():
+    loaded = load_model(ModelConfig(pooling="max"), 2, False, EncodingConfig())
+    assert loaded.pooling == "max"
+    short, long = "TATAAAAG GCCAAT", "ACGT " * 40
+    torch.testing.assert_close(_logits(loaded, [short])[0], _logits(loaded, [short, long])[0], rtol=1e-5, atol=1e-5)
+
+    hidden = loaded.model.bert(**loaded.tokenizer([short], return_tensors="pt")).last_hidden_state
+    expected = loaded.model.classifier(hidden.amax(dim=1))
+    torch.testing.assert_close(_logits(loaded, [short]), expected, rtol=1e-5, atol=1e-5)
+    mean_of_tokens = loaded.model.classifier(hidden.mean(dim=1))
+    assert not torch.allclose(_logits(loaded, [short]), mean_of_tokens)
+
+
 def test_pooling_choices_are_checked_against_the_architecture(tmp_path):
     assert resolve_pooling("auto", "llama", None) == "last"
     assert resolve_pooling("auto", "bert", tmp_path) == "cls"  # no sentence-transformers pooling config
     with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
         resolve_pooling("mean", "opt", None)
     with pytest.raises(ModelError, match="model.pooling must be one of"):
-        resolve_pooling("max", "bert", None)
+        resolve_pooling("sum", "bert", None)
+    with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
+        resolve_pooling("max", "llama", None)
 
 
 def test_runs_made_before_pooling_existed_load_with_the_native_head(tmp_path):

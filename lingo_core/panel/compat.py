@@ -6,7 +6,7 @@ everything that makes the backbone compute what each run was trained on (:class:
 - the **base model** as loaded (a registry model's folder, a local folder or a hub id);
 - the **vocabulary**: the model's own tokens, or those plus the five dedicated nucleotide tokens
   (``encoding.sequence: nucleotide`` resizes the embedding matrix);
-- the **pooling** the classifier reads (``model.pooling`` resolved: mean, cls, last, native);
+- the **pooling** the classifier reads (``model.pooling`` resolved: mean, max, cls, last, native);
 - the **precision** (fp32, or bf16/fp16 autocast) and the **device** it runs on;
 - whether the model's own code may run (``model.trust_remote_code``).
 
