@@ -261,6 +261,28 @@ def test_prediction_disagreement_and_test_set_bootstrap_from_saved_predictions(t
     assert 0.2 < low < high < 0.6  # ARS's MCC is clearly higher, and the interval reflects 400 test sequences
 
 
+def test_variants_are_compared_with_their_methods_first_variant_seed_by_seed():
+    from lingo_core.study.stats import compare_variants
+
+    # the prefix check of a decoder grid: "none" loses 0.1, 0.05, 0.15 against "paper" on seeds 0-2;
+    # the k-mer regression has no variants and is left out
+    table = _rows(
+        task=["t"] * 7,
+        method=["smol"] * 6 + ["kmer_lr"],
+        kind=["train"] * 6 + ["baseline"],
+        variant=["smol (paper)", "smol (none)"] * 3 + ["kmer_lr"],
+        seed=[0, 0, 1, 1, 2, 2, 0],
+        test_mcc=[0.6, 0.5, 0.55, 0.5, 0.65, 0.5, 0.9],
+        test_auroc=[0.8] * 7,
+    )
+    rows = compare_variants(table, "variant", ("test_mcc", "test_auroc")).set_index("metric")
+    mcc = rows.loc["test_mcc"]
+    assert (mcc["variant"], mcc["vs"], mcc["seeds"]) == ("smol (none)", "smol (paper)", 3)
+    assert mcc["diff"] == pytest.approx(-0.1) and mcc["verdict"] == "tie"  # 2 degrees of freedom: p = 0.07
+    assert rows.loc["test_auroc", "verdict"] == "same"
+    assert set(rows["vs"]) == {"smol (paper)"}
+
+
 def test_choose_on_dev_picks_the_best_mean_dev_metric_never_test():
     table = _rows(
         task=["t"] * 8,
@@ -315,6 +337,11 @@ def test_declared_comparisons_and_only_those_appear_in_the_report(tmp_path):
     # nothing else is compared: no test-metric comparison of ARS, no LoRA/AdaLoRA comparison
     assert "Sampled ARS against the budget methods, test" not in report and "minus LoRA" not in report
     assert "minus lora" not in report and "minus adalora" not in report
+    # the lr grid varies a setting over 3 seeds: each learning rate against the method's first one
+    lr_section = report.split("## lr", 1)[1]
+    assert "Each variant minus its method's first variant" in lr_section
+    assert "| ars (train.lr=0.01) | test_mcc | demo/motifs | ars (train.lr=0.001) | 3 | 0.0 |" in lr_section
+    assert "Each variant minus" not in report.split("## lr", 1)[0]  # main compares methods, not variants
 
 
 # -- running -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ..plots.study import plot_pareto, plot_rank_dynamics, plot_rank_patterns, p
 from .cells import Cell, expand, slug
 from .records import cell_records
 from .spec import Comparison, Study
-from .stats import POOLED, add_prediction_statistics, choose_on_dev, compare_methods, compare_per_setting
+from .stats import POOLED, add_prediction_statistics, choose_on_dev, compare_methods, compare_per_setting, compare_variants
 from .table import format_spread, markdown_table, pivot_text
 
 Lines = list[str]
@@ -184,7 +184,19 @@ def _group_section(study: Study, view: GroupView, figures: Path) -> Lines:
     for comparison in study.comparisons:
         if comparison.applies_to(view.name):
             lines += _comparison_lines(comparison, view)
-    return lines
+    return lines + _variant_lines(study, view)
+
+
+def _variant_lines(study: Study, view: GroupView) -> Lines:
+    """A paired check (a grid with several seeds that varies a setting): each variant minus its
+    method's first variant, seed by seed."""
+    grid = study.grid_spec(view.name)
+    if view.by_method or len(grid.get("seeds") or study.spec.get("seeds") or []) < 2:
+        return []
+    rows = compare_variants(view.rows, view.x, ("test_mcc", "test_auroc"))
+    if rows.empty:
+        return []
+    return [f"Each variant minus its method's first variant (the grid's first value), {PAIRED}:", "", markdown_table(rows), ""]
 
 
 def _parameter_table(sub: pd.DataFrame, x: str) -> Lines:

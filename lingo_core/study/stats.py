@@ -93,6 +93,27 @@ def compare_per_setting(table: pd.DataFrame, method: str, others: Sequence[str],
     return pd.DataFrame(rows)
 
 
+def compare_variants(table: pd.DataFrame, x: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """Within a grid that varies a setting (prefix, encoding, dtype, pooling, ...): each variant of a
+    method minus the method's first variant (the grid's first value), per task and metric, paired by
+    seed as in :func:`compare_methods`, with prediction disagreement and the test-set bootstrap.
+
+    ``x`` names the column that labels variants (:class:`~lingo_core.study.report.GroupView`).
+    """
+    data = table[(table["kind"] == "train")] if "kind" in table.columns else table
+    relabelled = data.assign(method=data[x])
+    rows = []
+    for method in dict.fromkeys(data["method"]):
+        variants = list(dict.fromkeys(data[data["method"] == method][x]))
+        reference = variants[0]
+        for variant in variants[1:]:
+            for metric in metrics:
+                comp = compare_methods(relabelled, variant, [reference], metric=metric, pooled=False)
+                comp = add_prediction_statistics(comp, relabelled, variant, metric)
+                rows.extend({"variant": variant, "metric": metric, **r} for r in comp.drop(columns="higher_mean").to_dict("records"))
+    return pd.DataFrame(rows)
+
+
 def choose_on_dev(table: pd.DataFrame, metric: str = "dev_mcc") -> pd.DataFrame:
     """Per task and method of a group that varies a setting: the setting with the highest mean dev metric.
 
