@@ -306,7 +306,7 @@ def _fake_records(study, scores: dict[str, tuple[float, float]]) -> None:
         metrics = {"mcc": value, "f1": value, "accuracy": value, "auroc": 0.5 + value / 2, "auprc": 0.5}
         write_record(study, cell, {**cell.base_record(), "status": "done", "test": metrics, "dev": metrics,
                                    "parameters": {"trainable": 100, "total": 1000, "percent": 10.0}, "exported_params": 80,
-                                   "steps": 8, "wall_time_s": 1.0})
+                                   "steps": 8, "wall_time_s": 1.0, "train_time_s": 3.0})
 
 
 def test_declared_comparisons_and_only_those_appear_in_the_report(tmp_path):
@@ -337,6 +337,8 @@ def test_declared_comparisons_and_only_those_appear_in_the_report(tmp_path):
     # nothing else is compared: no test-metric comparison of ARS, no LoRA/AdaLoRA comparison
     assert "Sampled ARS against the budget methods, test" not in report and "minus LoRA" not in report
     assert "minus lora" not in report and "minus adalora" not in report
+    # a resumed cell's last invocation (wall) next to its training time summed over resumes
+    assert "| lora | 100 | 10.000 | 80 | 8 | 1 | 3 | 3 |" in report
     # the lr grid varies a setting over 3 seeds: each learning rate against the method's first one
     lr_section = report.split("## lr", 1)[1]
     assert "Each variant minus its method's first variant" in lr_section

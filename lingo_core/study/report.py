@@ -203,15 +203,17 @@ def _parameter_table(sub: pd.DataFrame, x: str) -> Lines:
     params = sub[sub["status"] == "done"].groupby(x, sort=False).agg(
         trainable=("trainable_params", "median"), percent=("trainable_percent", "median"),
         exported=("exported_params", "median"), steps=("steps", "median"),
-        wall_s=("wall_time_s", "mean"), seeds=("seed", "nunique"),
+        wall_s=("wall_time_s", "mean"), train_s=("train_time_s", "mean"), seeds=("seed", "nunique"),
     ).reset_index()
     if params.empty:
         return []
     params["percent"] = params["percent"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
     for column in ("trainable", "exported", "steps"):
         params[column] = params[column].map(lambda v: "" if pd.isna(v) else f"{int(round(v)):,}")
-    params["wall_s"] = params["wall_s"].map(lambda v: f"{v:.0f}")
-    return ["Parameters (median over cells; `trainable`: during training, `exported`: in the saved adapter after rank pruning) and mean wall time per cell:",
+    for column in ("wall_s", "train_s"):
+        params[column] = params[column].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
+    return ["Parameters (median over cells; `trainable`: during training, `exported`: in the saved adapter after rank pruning) "
+            "and mean time per cell (`wall_s`: the cell's last invocation; `train_s`: the run's training time, summed over resumes):",
             "", markdown_table(params)]
 
 
