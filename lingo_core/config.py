@@ -80,7 +80,7 @@ class ModelConfig:
     dtype: str = "auto"
     # what the classifier reads: "auto" (mean for sentence-transformers encoders such as MiniLM,
     # the last real token for decoders, the model's CLS head otherwise), "cls", "mean", "max" (the
-    # element-wise maximum over real tokens, for motif-presence tasks), "last", or
+    # element-wise maximum over real tokens; on MiniLM it did not learn the TF tasks, docs/results.md), "last", or
     # "native" (the head transformers builds, as runs made before this setting used)
     pooling: str = "auto"
 
