@@ -118,8 +118,9 @@ def write_report(study: Study, table: pd.DataFrame) -> Path:
     groups = list(dict.fromkeys(g for c in cells for g in c.groups))
     views = [GroupView.of(table, g) for g in groups if (table["group"] == g).any()]
     lines = _header(study, cells, records)
+    planned_seeds = {g: {seed for c in cells for group, _, seed in c.rows if group == g} for g in groups}
     for view in views:
-        lines += _group_section(study, view, figures)
+        lines += _group_section(study, view, figures, len(planned_seeds[view.name]))
     method_groups = [v.name for v in views if v.by_method]
     neural_groups = [v.name for v in views if v.by_method and v.has_neural]
     # the main comparison: a grid named "main", else the first grid compared by method with a neural method
@@ -158,8 +159,9 @@ def _header(study: Study, cells: list[Cell], records: list[dict[str, Any]]) -> L
     return lines
 
 
-def _group_section(study: Study, view: GroupView, figures: Path) -> Lines:
-    """A grid: metric tables, the dev choice, parameter counts, the bar figure and its comparisons."""
+def _group_section(study: Study, view: GroupView, figures: Path, n_seeds: int) -> Lines:
+    """A grid (``n_seeds``: how many seeds it plans): metric tables, the dev choice, parameter counts,
+    the bar figure, its comparisons and, for a paired check, its variants against the first one."""
     lines = [f"## {view.name}", ""]
     description = study.grid_spec(view.name).get("description")
     if description:
@@ -184,14 +186,13 @@ def _group_section(study: Study, view: GroupView, figures: Path) -> Lines:
     for comparison in study.comparisons:
         if comparison.applies_to(view.name):
             lines += _comparison_lines(comparison, view)
-    return lines + _variant_lines(study, view)
+    return lines + _variant_lines(view, n_seeds)
 
 
-def _variant_lines(study: Study, view: GroupView) -> Lines:
+def _variant_lines(view: GroupView, n_seeds: int) -> Lines:
     """A paired check (a grid with several seeds that varies a setting): each variant minus its
     method's first variant, seed by seed."""
-    grid = study.grid_spec(view.name)
-    if view.by_method or len(grid.get("seeds") or study.spec.get("seeds") or []) < 2:
+    if view.by_method or n_seeds < 2:
         return []
     rows = compare_variants(view.rows, view.x, ("test_mcc", "test_auroc"))
     if rows.empty:

@@ -81,6 +81,12 @@ def compare_methods(
     return frame.drop(columns="_diffs")
 
 
+def _compared_rows(table: pd.DataFrame, method: str, others: Sequence[str], metric: str) -> list[dict[str, Any]]:
+    """:func:`compare_methods` (not pooled) with :func:`add_prediction_statistics`, as row dicts."""
+    comp = add_prediction_statistics(compare_methods(table, method, others, metric=metric, pooled=False), table, method, metric)
+    return comp.drop(columns="higher_mean").to_dict("records")
+
+
 def compare_per_setting(table: pd.DataFrame, method: str, others: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """:func:`compare_methods` (not pooled) at each ``setting`` of ``table``, one row per setting x
     metric x task x other method."""
@@ -88,8 +94,7 @@ def compare_per_setting(table: pd.DataFrame, method: str, others: Sequence[str],
     for setting in dict.fromkeys(table["setting"]):
         here = table[table["setting"] == setting]
         for metric in metrics:
-            comp = add_prediction_statistics(compare_methods(here, method, others, metric=metric, pooled=False), here, method, metric)
-            rows.extend({"setting": setting, "metric": metric, **r} for r in comp.drop(columns="higher_mean").to_dict("records"))
+            rows.extend({"setting": setting, "metric": metric, **r} for r in _compared_rows(here, method, others, metric))
     return pd.DataFrame(rows)
 
 
@@ -108,9 +113,7 @@ def compare_variants(table: pd.DataFrame, x: str, metrics: Sequence[str]) -> pd.
         reference = variants[0]
         for variant in variants[1:]:
             for metric in metrics:
-                comp = compare_methods(relabelled, variant, [reference], metric=metric, pooled=False)
-                comp = add_prediction_statistics(comp, relabelled, variant, metric)
-                rows.extend({"variant": variant, "metric": metric, **r} for r in comp.drop(columns="higher_mean").to_dict("records"))
+                rows.extend({"variant": variant, "metric": metric, **r} for r in _compared_rows(relabelled, variant, [reference], metric))
     return pd.DataFrame(rows)
 
 
