@@ -1,6 +1,7 @@
 """bf16 on CPU: inference and adapter-training speed against fp32, side by side in one process.
 
     python bench/bench_bf16.py [--steps 30] [--block 5]
+    python bench/bench_bf16.py --task gue/tf/0 --sequence kmer --k 1 --skip-inference   # a study task's shapes
 
 Variants, each measured in alternating blocks on the same batches (so machine noise hits all alike):
 
@@ -16,7 +17,8 @@ Training is also measured with every ``nn.Dropout`` replaced by ``lingo_core.dro
 fp32 path now (CPUs without bf16 support), ``bf16-frozen+uniform`` its path on AMX CPUs.
 
 Inference: MiniLM-L6, batch 64 x 64 tokens. Training: one LoRA (r = 8) optimizer step, batch 16 on
-the demo task. Prints medians and the bf16/fp32 speed-up ratios.
+the demo task, or on the first 512 training sequences of ``--task`` encoded as ``--sequence`` (and
+``--k``), so the step has that task's shapes. Prints medians and the bf16/fp32 speed-up ratios.
 """
 
 from __future__ import annotations
@@ -85,11 +87,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--block", type=int, default=5)
+    parser.add_argument("--task", default="demo/motifs", help="task whose training sequences make the batches")
+    parser.add_argument("--sequence", default="native", choices=["native", "kmer", "nucleotide"], help="encoding.sequence")
+    parser.add_argument("--k", type=int, default=6, help="encoding.k when --sequence kmer")
+    parser.add_argument("--skip-inference", action="store_true", help="measure the training step only")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, native bf16 (AMX/AVX-512 BF16): {cpu_has_fast_bf16()}")
 
-    # -- inference --------------------------------------------------------------------------------
+    if not args.skip_inference:
+        measure_inference(args)
+    measure_training(args)
+
+
+def measure_inference(args) -> None:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, 29000, (64, 64), generator=generator)
     mask = torch.ones_like(ids)
@@ -106,17 +117,19 @@ def main() -> None:
         infer[variant] = run
     report("inference, MiniLM-L6, batch 64 x 64 tokens", alternate(infer, args.steps, args.block))
 
-    # -- adapter training ------------------------------------------------------------------------------
+
+def measure_training(args) -> None:
     from lingo_core.data import load_task
     from lingo_core.encoding import SequenceEncoder
 
-    task = load_task(config_from_dict({"data": {"task": "demo/motifs", "max_train": 512}}).data)
+    task = load_task(config_from_dict({"data": {"task": args.task, "max_train": 512}}).data)
+    encoding = config_from_dict({"encoding": {"sequence": args.sequence, "k": args.k}}).encoding
     trains = {}
     batches = None
     for variant in TRAIN_VARIANTS:
         model, tokenizer = make_model(variant, task.num_labels, adapter=True)
         if batches is None:
-            encoder = SequenceEncoder(tokenizer, config_from_dict({}).encoding, domain=task.domain)
+            encoder = SequenceEncoder(tokenizer, encoding, domain=task.domain)
             ids_all, _ = encoder.encode_batch(task.train.sequences)
             batches = [collate(ids_all[i * 16 : (i + 1) * 16], tokenizer.pad_token_id, task.train.labels[i * 16 : (i + 1) * 16]) for i in range(32)]
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -135,7 +148,8 @@ def main() -> None:
         step(0)
         trains[variant] = step
     tokens = statistics.mean(float(b["attention_mask"].sum()) for b in batches) / 16
-    report(f"LoRA training step, batch 16 x ~{tokens:.0f} tokens (demo task)", alternate(trains, args.steps, args.block))
+    report(f"LoRA training step, batch 16 x ~{tokens:.0f} tokens ({args.task}, {args.sequence} encoding)",
+           alternate(trains, args.steps, args.block))
 
 
 if __name__ == "__main__":
