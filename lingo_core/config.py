@@ -64,6 +64,11 @@ class EncodingConfig:
     task_description: Optional[str] = None
     sequence: str = "native"  # "native", "nucleotide" or "kmer"
     k: int = 6  # k-mer length for sequence="kmer"
+    # how sequence="nucleotide"'s new embedding rows start: "letters" = the embedding of the tokenizer's own
+    # token(s) for the base's letter (A, C, G, T, N), so the model starts by reading each base as the letter it
+    # already knows; "mean" = Hugging Face's mean-resizing (all five rows near the mean embedding: they start
+    # indistinguishable; tf/0: never left chance, docs/results.md)
+    nucleotide_init: str = "letters"
     kmer_stride: Optional[int] = None  # default: k (non-overlapping)
     max_length: int = 512  # tokens; the sequence part is truncated (never the prompt) with a warning
 
@@ -407,6 +412,7 @@ def validate_config(cfg: LingoConfig) -> None:
         _at_least("adapter.adalora.orth_reg_weight", adalora.orth_reg_weight, 0)
 
     _choice("encoding.sequence", e.sequence, ("native", "nucleotide", "kmer"))
+    _choice("encoding.nucleotide_init", e.nucleotide_init, ("letters", "mean"))
     if e.sequence == "kmer" and not 1 <= e.k <= 12:
         raise ConfigError(f"encoding.k must be between 1 and 12, got {e.k}")
     if e.kmer_stride is not None:

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from .config import EncodingConfig, ModelConfig
-from .encoding import SLOW_WORD_LIMIT, add_nucleotide_tokens
+from .encoding import NUCLEOTIDE_TOKENS, SLOW_WORD_LIMIT, add_nucleotide_tokens
 
 
 class ModelError(RuntimeError):
@@ -97,6 +97,22 @@ class MaskedPooler(torch.nn.Module):
             return hidden_states.masked_fill(mask == 0, torch.finfo(hidden_states.dtype).min).amax(1)
         last = mask.squeeze(-1).sum(1).long().clamp_min(1) - 1
         return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), last]
+
+
+def init_nucleotide_rows(model: torch.nn.Module, tokenizer, new_token_ids: list[int]) -> dict[str, list[int]]:
+    """Start each dedicated nucleotide token's embedding row (A, C, G, T, N, in ``new_token_ids`` order)
+    at the mean embedding of the tokens the tokenizer itself gives that letter (one token in MiniLM's
+    WordPiece and in byte-level BPE), so the bases start distinguishable. Returns the ids used per base."""
+    embeddings = model.get_input_embeddings().weight
+    used: dict[str, list[int]] = {}
+    with torch.no_grad():
+        for base, new_id in zip(NUCLEOTIDE_TOKENS, new_token_ids):
+            ids = [i for i in tokenizer(base, add_special_tokens=False)["input_ids"] if i not in new_token_ids]
+            if not ids:
+                raise ModelError(f"the tokenizer gives no token for the letter {base!r}: use encoding.nucleotide_init=mean")
+            embeddings[new_id] = embeddings[ids].mean(0)
+            used[base] = ids
+    return used
 
 
 def sentence_transformers_pooling(source: Optional[Path]) -> Optional[str]:
@@ -405,7 +421,9 @@ def load_model(
     new_token_ids: list[int] = []
     if encoding is not None and encoding.sequence == "nucleotide":
         new_token_ids = add_nucleotide_tokens(tokenizer)
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=not empty)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=not empty and encoding.nucleotide_init == "mean")
+        if not empty and encoding.nucleotide_init == "letters":
+            init_nucleotide_rows(model, tokenizer, new_token_ids)
 
     local = Path(source) if Path(source).is_dir() else (Path(source).parent if Path(source).is_file() else None)
     pooling = resolve_pooling(cfg.pooling, family, local)

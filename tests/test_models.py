@@ -7,6 +7,7 @@ import torch
 
 from lingo_core.adapters import build_adapter
 from lingo_core.config import EncodingConfig, ModelConfig, config_from_dict
+from lingo_core.encoding import NUCLEOTIDE_TOKENS
 from lingo_core.models import ModelError, load_model, resolve_pooling
 
 
@@ -94,3 +95,23 @@ def test_update_norms_are_the_frobenius_norm_of_what_the_adapter_adds(method):
         with torch.no_grad():
             layer.lora_E["default"].zero_()
         assert adapted.update_norms()["2.intermediate.dense"] == 0.0
+
+
+def test_nucleotide_tokens_start_at_their_letters_embeddings_unless_mean_is_asked():
+    letters = load_model(ModelConfig(), 2, False, EncodingConfig(sequence="nucleotide"))
+    weights = letters.model.get_input_embeddings().weight
+    vocab = letters.tokenizer.get_vocab()
+    assert len(letters.new_token_ids) == 5 and weights.shape[0] == len(letters.tokenizer)
+    for base, new_id in zip(NUCLEOTIDE_TOKENS, letters.new_token_ids):
+        # MiniLM's WordPiece is uncased: the letter A is the token "a", with its pretrained embedding
+        assert letters.tokenizer.convert_ids_to_tokens(new_id) == NUCLEOTIDE_TOKENS[base]
+        torch.testing.assert_close(weights[new_id], weights[vocab[base.lower()]], rtol=0, atol=0)
+    # the old start (Hugging Face's mean-resizing): five rows near the mean embedding, far closer to each
+    # other than the letters' embeddings are
+    torch.manual_seed(0)
+    mean = load_model(ModelConfig(), 2, False, EncodingConfig(sequence="nucleotide", nucleotide_init="mean"))
+    rows = mean.model.get_input_embeddings().weight[mean.new_token_ids[:4]].detach()
+    letter_rows = weights[letters.new_token_ids[:4]].detach()
+    assert torch.pdist(rows).max() < 0.5 * torch.pdist(letter_rows).min()
+    with pytest.raises(Exception, match="nucleotide_init"):
+        config_from_dict({"encoding": {"sequence": "nucleotide", "nucleotide_init": "random"}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from lingo_core.study import (
     run_study,
     write_report,
 )
+from lingo_core.study.cells import cell_identity
 from lingo_core.study.records import write_record
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import cli_dying_after_checkpoint
@@ -94,6 +96,22 @@ def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
     spec["base"]["adapter"]["adalora"]["lambda_lr_scale"] = 4.0
     scaled = expand(load_study(spec=spec))
     assert not by_method(scaled, "ars") & ids and len(by_method(scaled, "ars")) == len(by_method(cells, "ars"))
+    # encoding.nucleotide_init matters only for the nucleotide encoding: other cells keep their ids at any value
+    trained = lambda cs: [c for c in cs if c.kind == "train"]  # noqa: E731
+    for init in ("mean", "letters"):
+        spec = _spec(tmp_path, Path("/nonexistent-model"))
+        spec["base"]["encoding"]["nucleotide_init"] = init
+        assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
+    # a nucleotide cell run before the key existed (mean rows) keeps its id at mean and gets a new one with letters
+    spec = _spec(tmp_path, Path("/nonexistent-model"))
+    spec["base"]["encoding"].update(sequence="nucleotide", nucleotide_init="mean")
+    mean_cells = trained(expand(load_study(spec=spec)))
+    before_key = copy.deepcopy(mean_cells[0].config)
+    before_key["encoding"].pop("nucleotide_init")
+    assert mean_cells[0].cell_id.endswith("-" + cell_identity(before_key))
+    spec["base"]["encoding"]["nucleotide_init"] = "letters"
+    letter_ids = {c.cell_id for c in trained(expand(load_study(spec=spec)))}
+    assert len(letter_ids) == len(mean_cells) and not letter_ids & {c.cell_id for c in mean_cells}
     # a cell's id covers only the adapter sections its method reads: LoRA ignores AdaLoRA's and ARS's
     assert by_method(scaled, "lora") == by_method(cells, "lora") and by_method(scaled, "kmer_lr") == by_method(cells, "kmer_lr")
     spec = _spec(tmp_path, Path("/nonexistent-model"))

@@ -384,3 +384,23 @@ def test_ars_with_rho_min_exports_a_sampled_pattern_and_records_update_norms(tin
     assert set(final["update_norms"]) == set(final["active"]) and all(v >= 0 for v in final["update_norms"].values())
     report = run.report()
     assert set(report["update_norms"]) == set(final["active"]) and report["pooling"] == "cls"
+
+
+@pytest.mark.parametrize("method", ["lora", "ars"])
+def test_nucleotide_tokens_start_at_their_letters_train_and_are_exported(tiny_bert_dir, tmp_path, method):
+    from lingo_core.models import load_model
+
+    cfg = tiny_config(tiny_bert_dir, tmp_path, method, encoding={"sequence": "nucleotide"})
+    run_dir = train(cfg)
+    trained = load_trained(run_dir)
+    start = load_model(cfg.model, 2, False, cfg.encoding)
+    new_ids = start.new_token_ids
+    start_rows = start.model.get_input_embeddings().weight[new_ids].detach()
+    vocab = start.tokenizer.get_vocab()
+    letters = start.model.get_input_embeddings().weight[[vocab[b] for b in "acgtn"]].detach()
+    torch.testing.assert_close(start_rows, letters, rtol=0, atol=0)  # the letters' own embeddings
+    exported_rows = trained.model.get_input_embeddings().weight[new_ids].detach().float()
+    assert not torch.allclose(exported_rows[:4], start_rows[:4])  # the rows trained, and the export carries them
+    # the export is what was evaluated: reloading it reproduces the reported test metrics
+    report = runs.load_run(run_dir).report()
+    assert evaluate_run(run_dir)["test"]["loss"] == pytest.approx(report["test"]["loss"], abs=1e-4)

@@ -4,7 +4,9 @@ Each cell is identified by a hash of its fully resolved config, so identical cel
 several grids (e.g. the ARS default in the main grid and in the rho ablation) run once, and a
 changed setting makes a new cell. Only what can change a cell's result enters the hash: the
 adapter sections its method reads (a LoRA cell does not change when ARS's defaults change or a new
-method is registered), no output paths, and keys added later are left out at their neutral default.
+method is registered), no output paths, no keys that only matter for another setting's value
+(``encoding.nucleotide_init`` outside the nucleotide encoding), and keys added later are left out at
+their neutral default.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from .spec import GRID_KEYS, Study, StudyError, deep_merge, resolve_items
 _VOLATILE = (("output_dir",), ("run_name",), ("train", "progress_bar"))
 # config keys added after studies had been run, with the value that reproduces the old behaviour: at
 # that value they are left out of a cell's identity, so cells finished before the key existed stay valid
-_NEUTRAL_DEFAULTS = {("adapter", "adalora", "lambda_lr_scale"): 1.0}
+_NEUTRAL_DEFAULTS = {("adapter", "adalora", "lambda_lr_scale"): 1.0, ("encoding", "nucleotide_init"): "mean"}
+# keys that change nothing unless another key has a value: (key, (other key, value))
+_ONLY_WHEN = {("encoding", "nucleotide_init"): (("encoding", "sequence"), "nucleotide")}
 
 
 @dataclass
@@ -95,6 +99,9 @@ def cell_identity(config: dict[str, Any], baseline: Optional[dict[str, Any]] = N
     ident = copy.deepcopy(config)
     for path in _VOLATILE:
         _parent(ident, path).pop(path[-1], None)
+    for path, (other, value) in _ONLY_WHEN.items():
+        if _parent(ident, other).get(other[-1]) != value:
+            _parent(ident, path).pop(path[-1], None)
     for path, neutral in _NEUTRAL_DEFAULTS.items():
         node = _parent(ident, path)
         if path[-1] in node and node[path[-1]] == neutral:
