@@ -9,7 +9,8 @@ Variants, each measured in alternating blocks on the same batches (so machine no
 - ``bf16-autocast``: float32 weights, matmuls under ``torch.autocast("cpu", bfloat16)`` — what
   ``model.dtype: auto`` picks on CPUs with AMX / AVX-512 BF16 (through Accelerate's mixed precision).
 - ``bf16-frozen``: as autocast, and the frozen backbone weights stored in bfloat16 (the adapter and
-  head stay float32), so no cast of the big matrices on every step (what the trainer does on such CPUs).
+  head stay float32), so no cast of the big matrices on every step; in training also without peft's
+  cast of the adapters' bf16 inputs to fp32 (``skip_adapter_input_casts``), as the trainer does on such CPUs.
 
 Training is also measured with every ``nn.Dropout`` replaced by ``lingo_core.dropout.UniformDropout``
 (``+uniform``), as the trainer does on CPU under an adapter: its mask costs about a third of
@@ -37,7 +38,7 @@ from lingo_core.adapters import build_adapter  # noqa: E402
 from lingo_core.config import config_from_dict  # noqa: E402
 from lingo_core.dropout import use_uniform_dropout  # noqa: E402
 from lingo_core.inference import collate, seed_everything  # noqa: E402
-from lingo_core.models import cpu_has_fast_bf16, load_model, store_frozen_weights  # noqa: E402
+from lingo_core.models import cpu_has_fast_bf16, load_model, skip_adapter_input_casts, store_frozen_weights  # noqa: E402
 
 VARIANTS = ("fp32", "bf16-autocast", "bf16-frozen")
 TRAIN_VARIANTS = ("fp32", "bf16-frozen", "fp32+uniform", "bf16-frozen+uniform")
@@ -51,7 +52,11 @@ def make_model(variant: str, num_labels: int, adapter: bool):
     if variant.endswith("+uniform"):
         use_uniform_dropout(model, backbone=adapter)  # as the trainer does under an adapter
     if variant.startswith("bf16-frozen"):
-        store_frozen_weights(model, torch.bfloat16) if adapter else model.to(torch.bfloat16)
+        if adapter:  # as the trainer does under bf16 autocast
+            store_frozen_weights(model, torch.bfloat16)
+            skip_adapter_input_casts(model)
+        else:
+            model.to(torch.bfloat16)
     return model, loaded.tokenizer
 
 

@@ -55,7 +55,7 @@ from .inference import (
     task_info,
 )
 from .learning import LearningWarning, learning_findings
-from .models import LoadedModel, resolve_device, store_frozen_weights
+from .models import LoadedModel, resolve_device, skip_adapter_input_casts, store_frozen_weights
 from .plan import plan_steps, with_adapted
 
 
@@ -189,6 +189,7 @@ class Trainer:
                 # every forward runs under bf16 autocast: keep the frozen backbone in bf16 too, so its
                 # matrices are not cast on every step (bench/bench_bf16.py); trainable weights stay fp32
                 store_frozen_weights(self.adapted.model, torch.bfloat16)
+                skip_adapter_input_casts(self.adapted.model)  # bf16 -> fp32 -> bf16 round trips: same values
             self._train(accelerator, started)
             self._finish(started)
             writer.set_status("done", progress=self._progress(self.total_step), finished=runs.now())

@@ -404,3 +404,47 @@ def test_nucleotide_tokens_start_at_their_letters_train_and_are_exported(tiny_be
     # the export is what was evaluated: reloading it reproduces the reported test metrics
     report = runs.load_run(run_dir).report()
     assert evaluate_run(run_dir)["test"]["loss"] == pytest.approx(report["test"]["loss"], abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["lora", "ars"])
+def test_skipping_peft_input_casts_under_bf16_autocast_changes_no_training_step(tiny_bert_dir, tmp_path, method, monkeypatch):
+    from lingo_core import train as train_module
+    from lingo_core.adapters import build_adapter
+    from lingo_core.dropout import use_uniform_dropout
+    from lingo_core.inference import seed_everything
+    from lingo_core.models import load_model, skip_adapter_input_casts, store_frozen_weights
+
+    cfg = tiny_config(tiny_bert_dir, tmp_path, method, model={"dtype": "bfloat16"})
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(5, 90, (8, 24), generator=generator), torch.randint(0, 2, (8,), generator=generator)) for _ in range(4)]
+
+    def trained_parameters(skip: bool) -> dict[str, torch.Tensor]:
+        seed_everything(0)
+        adapted = build_adapter(load_model(cfg.model, 2, False, cfg.encoding), cfg.adapter, total_step=16, seed=0)
+        model = adapted.model
+        use_uniform_dropout(model, backbone=True)
+        store_frozen_weights(model, torch.bfloat16)
+        if skip:
+            assert skip_adapter_input_casts(model) > 0
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        model.train()
+        seed_everything(1)  # the same dropout masks in both
+        for ids, labels in batches:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+            torch.nn.functional.cross_entropy(logits.float(), labels).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    with_casts, without = trained_parameters(False), trained_parameters(True)
+    assert with_casts.keys() == without.keys()
+    for name, value in with_casts.items():
+        assert torch.equal(value, without[name]), name  # bit-identical, dropout included
+
+    # the trainer skips them exactly when it trains under bf16 autocast
+    calls = []
+    monkeypatch.setattr(train_module, "skip_adapter_input_casts", lambda model: calls.append(skip_adapter_input_casts(model)))
+    train(tiny_config(tiny_bert_dir, tmp_path / "bf16", method, model={"dtype": "bfloat16"}, train={"max_steps": 8}))
+    train(tiny_config(tiny_bert_dir, tmp_path / "fp32", method, model={"dtype": "float32"}, train={"max_steps": 8}))
+    assert len(calls) == 1 and calls[0] > 0
