@@ -107,9 +107,13 @@ def init_nucleotide_rows(model: torch.nn.Module, tokenizer, new_token_ids: list[
     used: dict[str, list[int]] = {}
     with torch.no_grad():
         for base, new_id in zip(NUCLEOTIDE_TOKENS, new_token_ids):
-            ids = [i for i in tokenizer(base, add_special_tokens=False)["input_ids"] if i not in new_token_ids]
+            skip = set(new_token_ids) | {getattr(tokenizer, "unk_token_id", None)}
+            ids = [i for i in tokenizer(base, add_special_tokens=False)["input_ids"] if i not in skip]
             if not ids:
-                raise ModelError(f"the tokenizer gives no token for the letter {base!r}: use encoding.nucleotide_init=mean")
+                raise ModelError(
+                    f"this model's tokenizer has no token for the letter {base!r} (only its unknown token), so the "
+                    "nucleotide tokens cannot start from the letters: set encoding.nucleotide_init=mean"
+                )
             embeddings[new_id] = embeddings[ids].mean(0)
             used[base] = ids
     return used

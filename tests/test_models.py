@@ -115,3 +115,18 @@ def test_nucleotide_tokens_start_at_their_letters_embeddings_unless_mean_is_aske
     assert torch.pdist(rows).max() < 0.5 * torch.pdist(letter_rows).min()
     with pytest.raises(Exception, match="nucleotide_init"):
         config_from_dict({"encoding": {"sequence": "nucleotide", "nucleotide_init": "random"}})
+
+
+def test_nucleotide_rows_refuse_a_tokenizer_that_only_knows_the_letters_as_unknown():
+    from lingo_core.models import init_nucleotide_rows
+
+    loaded = load_model(ModelConfig(), 2, False, EncodingConfig(sequence="nucleotide"))
+
+    class UnknownLetters:
+        unk_token_id = loaded.tokenizer.unk_token_id
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [self.unk_token_id]}
+
+    with pytest.raises(ModelError, match=r"no token for the letter 'A'.*encoding.nucleotide_init=mean"):
+        init_nucleotide_rows(loaded.model, UnknownLetters(), loaded.new_token_ids)
