@@ -102,6 +102,12 @@ def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
         spec = _spec(tmp_path, Path("/nonexistent-model"))
         spec["base"]["encoding"]["nucleotide_init"] = init
         assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
+    # the k-mer settings change nothing for the native encoding: a native cell in a grid that sets k keeps its id
+    spec = _spec(tmp_path, Path("/nonexistent-model"))
+    spec["base"]["encoding"].update(k=1, kmer_stride=1)
+    assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
+    spec["base"]["encoding"]["sequence"] = "kmer"
+    assert not {c.cell_id for c in trained(expand(load_study(spec=spec)))} & ids
     # a nucleotide cell run before the key existed (mean rows) keeps its id at mean and gets a new one with letters
     spec = _spec(tmp_path, Path("/nonexistent-model"))
     spec["base"]["encoding"].update(sequence="nucleotide", nucleotide_init="mean")

@@ -5,8 +5,8 @@ several grids (e.g. the ARS default in the main grid and in the rho ablation) ru
 changed setting makes a new cell. Only what can change a cell's result enters the hash: the
 adapter sections its method reads (a LoRA cell does not change when ARS's defaults change or a new
 method is registered), no output paths, no keys that only matter for another setting's value
-(``encoding.nucleotide_init`` outside the nucleotide encoding), and keys added later are left out at
-their neutral default.
+(``encoding.nucleotide_init`` outside the nucleotide encoding; the k-mer settings of a native cell are
+taken at their defaults), and keys added later are left out at their neutral default.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ _VOLATILE = (("output_dir",), ("run_name",), ("train", "progress_bar"))
 _NEUTRAL_DEFAULTS = {("adapter", "adalora", "lambda_lr_scale"): 1.0, ("encoding", "nucleotide_init"): "mean"}
 # keys that change nothing unless another key has a value: (key, (other key, value))
 _ONLY_WHEN = {("encoding", "nucleotide_init"): (("encoding", "sequence"), "nucleotide")}
+# keys that change nothing for the native encoding, with the default every finished native cell carries: a
+# native cell next to k-mer cells in one grid (which sets encoding.k) is the native cell run elsewhere.
+# (Nucleotide cells keep them: some were finished with a grid's k.)
+_NATIVE_RESETS = {("encoding", "k"): 6, ("encoding", "kmer_stride"): None}
 
 
 @dataclass
@@ -99,6 +103,10 @@ def cell_identity(config: dict[str, Any], baseline: Optional[dict[str, Any]] = N
     ident = copy.deepcopy(config)
     for path in _VOLATILE:
         _parent(ident, path).pop(path[-1], None)
+    if _parent(ident, ("encoding", "sequence")).get("sequence") == "native":
+        for path, default in _NATIVE_RESETS.items():
+            if path[-1] in _parent(ident, path):
+                _parent(ident, path)[path[-1]] = default
     for path, (other, value) in _ONLY_WHEN.items():
         if _parent(ident, other).get(other[-1]) != value:
             _parent(ident, path).pop(path[-1], None)
