@@ -105,9 +105,9 @@ def init_nucleotide_rows(model: torch.nn.Module, tokenizer, new_token_ids: list[
     WordPiece and in byte-level BPE), so the bases start distinguishable. Returns the ids used per base."""
     embeddings = model.get_input_embeddings().weight
     used: dict[str, list[int]] = {}
+    skip = set(new_token_ids) | {getattr(tokenizer, "unk_token_id", None)}
     with torch.no_grad():
         for base, new_id in zip(NUCLEOTIDE_TOKENS, new_token_ids):
-            skip = set(new_token_ids) | {getattr(tokenizer, "unk_token_id", None)}
             ids = [i for i in tokenizer(base, add_special_tokens=False)["input_ids"] if i not in skip]
             if not ids:
                 raise ModelError(
