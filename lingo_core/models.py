@@ -282,7 +282,7 @@ def skip_adapter_input_casts(model: torch.nn.Module) -> int:
     cast to fp32 by peft, dropped out, and cast back to bf16 by autocast before the adapter's matmul:
     two activation-sized copies each way that change no value (a dropout mask and its scale round
     the same in bf16 as in fp32), so training steps stay bit-identical (``tests/test_train.py``)
-    and take ~6 % less time (``bench/bench_bf16.py``). Without autocast the cast is needed; keep it.
+    and take 3–7 % less time (``bench/bench_bf16.py``, docs/benchmarks.md). Without autocast the cast is needed; keep it.
     """
     from peft.tuners.tuners_utils import BaseTunerLayer
 
