@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key, e.g. --set seeds=[0]")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     p.add_argument("--report-only", action="store_true", help="rebuild results.csv and report.md from finished cells")
+    p.add_argument("--recover-records", action="store_true",
+                   help="rebuild missing cell records from output_dir/results.csv (results written before records were kept there)")
     p.add_argument("--shard", metavar="I/N", help="run only the cells i with i %% N == I")
     p.add_argument("--cell", metavar="ID", help="run one cell (used by parallel runs)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME", help="run only the cells of this grid (repeatable)")

@@ -52,6 +52,10 @@ class DataConfig:
     max_train: Optional[int] = None  # stratified subsample of the training split (documented in report)
     max_eval: Optional[int] = None  # subsample of dev and test (stratified); None keeps all
     subsample_seed: int = 0
+    # "reverse_complement": each training sequence is read on a random strand in each epoch (the same
+    # number of steps; for strand-symmetric tasks such as TF binding, not for strand-specific ones such
+    # as promoters); dev and test are read as given, so the reported model is the exported one
+    augment: str = "none"
 
 
 @dataclass
@@ -432,6 +436,7 @@ def validate_config(cfg: LingoConfig) -> None:
 
     _choice("data.iupac", d.iupac, ("n", "reject"))
     _choice("data.duplicates", d.duplicates, ("report", "remove"))
+    _choice("data.augment", d.augment, ("none", "reverse_complement"))
     if not d.task.strip():
         raise ConfigError("data.task is empty; give a benchmark name (python -m lingo_core list-benchmarks) or a data path")
     if not d.label_columns or not all(c.strip() for c in d.label_columns):

@@ -57,6 +57,7 @@ from .inference import (
 from .learning import LearningWarning, learning_findings
 from .models import LoadedModel, resolve_device, skip_adapter_input_casts, store_frozen_weights
 from .plan import plan_steps, with_adapted
+from .sequence_input import reverse_complement
 
 
 class RunCancelled(Exception):
@@ -93,6 +94,13 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def strand_flips(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Which training sequences an epoch reads as their reverse complement (``data.augment``): a
+    seeded coin per sequence and epoch, so a resumed run reads the same strands."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919 * 1_000_003)
+    return (torch.rand(n, generator=generator) < 0.5).numpy()
+
+
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[np.ndarray]:
     """This process's batches of an epoch: a seeded permutation, sharded, last partial batch kept."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -122,6 +130,9 @@ def prepare(cfg: LingoConfig) -> Prepared:
         split = getattr(task, name)
         splits[name] = encode_split(encoder, split.sequences, split.labels)
         warn_truncation(splits[name].n_truncated, len(split), cfg.encoding.max_length)
+    if cfg.data.augment == "reverse_complement":
+        splits["train_reverse_complement"] = encode_split(
+            encoder, [reverse_complement(s) for s in task.train.sequences], task.train.labels)
     return Prepared(task, loaded, encoder, splits)
 
 
@@ -173,8 +184,11 @@ class Trainer:
             if not self.resume:
                 report = dict(prepared.task.report)
                 report.update(task_info(prepared.task))
-                report["truncated"] = {k: s.n_truncated for k, s in prepared.splits.items()}
+                report["truncated"] = {k: prepared.splits[k].n_truncated for k in ("train", "dev", "test")}
                 report["token_stats"] = prepared.encoder.token_length_stats(prepared.task.train.sequences[:256])
+                if cfg.data.augment != "none":
+                    report["augment"] = {"method": cfg.data.augment, "description": (
+                        "each training sequence read on a random strand in each epoch (seeded); dev and test as given")}
                 writer.write_data_report(report)
             self.plan = plan_steps(cfg, len(prepared.splits["train"]), accelerator.num_processes)
             self.total_step = self.plan.total_step
@@ -215,6 +229,7 @@ class Trainer:
     def _train(self, accelerator, started: float) -> None:
         tcfg, adapted = self.cfg.train, self.adapted
         train_split = self.prepared.splits["train"]
+        reverse_split = self.prepared.splits.get("train_reverse_complement")  # data.augment
         pad_id = self.prepared.loaded.tokenizer.pad_token_id
         optimizer, scheduler = self._optimizer(accelerator)
         model = self.model
@@ -232,10 +247,12 @@ class Trainer:
         stop = False
         while st["step"] < self.total_step and not stop:
             batches = epoch_batches(len(train_split), tcfg.batch_size, tcfg.seed, st["epoch"], accelerator.process_index, accelerator.num_processes)
+            flips = strand_flips(len(train_split), tcfg.seed, st["epoch"]) if reverse_split is not None else None
             while st["batch"] < len(batches):
                 idx = batches[st["batch"]]
                 st["batch"] += 1
-                batch = collate([train_split.input_ids[i] for i in idx], pad_id, train_split.labels[idx])
+                ids = [(reverse_split if flips is not None and flips[i] else train_split).input_ids[i] for i in idx]
+                batch = collate(ids, pad_id, train_split.labels[idx])
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 micro += 1
                 sync = micro % tcfg.grad_accum == 0 or st["batch"] == len(batches)

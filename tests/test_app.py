@@ -241,6 +241,8 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     at.number_input(key="train_adalora_tinit").set_value(2.0).run()  # >= 1: a step count, written as an int
 
     at.number_input(key="train_max_steps").set_value(20).run()
+    assert at.checkbox(key="train_augment").value is False
+    at.checkbox(key="train_augment").check().run()
     at.text_input(key="train_run_name").set_value("../escape").run()
     assert "Run name" in texts(at.error) and at.button(key="train_launch").disabled
     at.text_input(key="train_run_name").set_value("apptest-run").run()
@@ -254,6 +256,7 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     assert run.config["train"]["max_steps"] == 20 and run.config["adapter"]["method"] == "ars"
     assert run.config["adapter"]["ars"]["temperature"] == "uniform" and run.config["adapter"]["adalora"]["tinit"] == 2
     assert run.config["output_dir"] == str(dashboard_runs_dir)
+    assert run.config["data"]["augment"] == "reverse_complement"
     assert "apptest-run" in texts(at.success)
     # what the page showed is the plan of the config it wrote
     plan = plan_run(run.typed_config(), 1000, ["negative", "positive"])

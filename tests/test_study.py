@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +28,10 @@ from lingo_core.study import (
     kmer_logistic_regression,
     load_study,
     read_record,
+    recover_records,
     run_study,
     write_report,
+    write_table,
 )
 from lingo_core.study.cells import cell_identity
 from lingo_core.study.records import write_record
@@ -96,6 +100,12 @@ def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
     spec["base"]["adapter"]["adalora"]["lambda_lr_scale"] = 4.0
     scaled = expand(load_study(spec=spec))
     assert not by_method(scaled, "ars") & ids and len(by_method(scaled, "ars")) == len(by_method(cells, "ars"))
+    # data.augment at "none" keeps every id; augmenting is a new cell for the networks and the regression alike
+    spec = _spec(tmp_path, Path("/nonexistent-model"))
+    spec["base"]["data"]["augment"] = "none"
+    assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
+    spec["base"]["data"]["augment"] = "reverse_complement"
+    assert not {c.cell_id for c in expand(load_study(spec=spec))} & ids
     # encoding.nucleotide_init matters only for the nucleotide encoding: other cells keep their ids at any value
     trained = lambda cs: [c for c in cs if c.kind == "train"]  # noqa: E731
     for init in ("mean", "letters"):
@@ -402,15 +412,44 @@ def test_tiny_study_end_to_end_table_report_and_resume(tiny_bert_dir, tmp_path):
         assert (study.output_dir / "figures" / name).stat().st_size > 1000, name
 
     # resumable: a second run skips every finished cell and leaves their records alone
-    records = {c.cell_id: (study.work_dir / "cells" / f"{c.cell_id}.json").stat().st_mtime_ns for c in expand(study)}
+    records = {c.cell_id: (study.output_dir / "cells" / f"{c.cell_id}.json").stat().st_mtime_ns for c in expand(study)}
     run_dirs = sorted(p.name for p in (study.work_dir / "runs").iterdir())
     again: list[str] = []
     run_study(study, log=again.append)
     assert sum("skipped" in m for m in again) == len(records)
     assert not any(m.endswith("running") or ": running (" in m for m in again)
-    assert {c: (study.work_dir / "cells" / f"{c}.json").stat().st_mtime_ns for c in records} == records
+    assert {c: (study.output_dir / "cells" / f"{c}.json").stat().st_mtime_ns for c in records} == records
     assert sorted(p.name for p in (study.work_dir / "runs").iterdir()) == run_dirs
     pd.testing.assert_frame_equal(pd.read_csv(path), table)
+
+    # the output folder alone (a fresh clone: run directories are not committed) keeps the study:
+    # nothing is retrained, and the table and the prediction statistics come back the same
+    kept = table[table["method"] != "kmer_lr"]["test_predictions"]
+    assert kept.str.startswith(str(study.output_dir / "cells")).all()
+    assert all(pd.read_csv(p)["label"].size == n for p, n in zip(kept, table[table["method"] != "kmer_lr"]["n_test"]))
+    shutil.rmtree(study.work_dir)
+    fresh: list[str] = []
+    run_study(study, log=fresh.append)
+    assert sum("skipped" in m for m in fresh) == len(records) and not (study.work_dir / "runs").exists()
+    pd.testing.assert_frame_equal(pd.read_csv(path), table)
+    fresh_report = (study.output_dir / "report.md").read_text()
+    assert "| disagree | boot95 |" in fresh_report and "figures/rank_patterns.png" in fresh_report
+    assert "rank_dynamics" not in fresh_report  # drawn from a run directory, which is gone
+
+    # records of an older results.csv (before records were kept beside it) are rebuilt from its rows
+    shutil.rmtree(study.output_dir / "cells")
+    assert all(read_record(study, c) is None for c in expand(study))
+    assert sorted(recover_records(study, expand(study))) == sorted(records)
+    pd.testing.assert_frame_equal(pd.read_csv(write_table(study, build_table(study))), table)
+    assert all(read_record(study, c)["recovered_from"] == "results.csv" for c in expand(study))
+    # a record in the older place (work_dir/cells) is still read
+    (legacy,) = [c for c in expand(study) if c.method == "kmer_lr"]
+    legacy_record = read_record(study, legacy)
+    (study.output_dir / "cells" / f"{legacy.cell_id}.json").unlink()
+    write_legacy = study.work_dir / "cells" / f"{legacy.cell_id}.json"
+    write_legacy.parent.mkdir(parents=True)
+    write_legacy.write_text(json.dumps(legacy_record))
+    assert read_record(study, legacy) == legacy_record
 
     # a new seed adds only its own cells
     more = load_study(spec=_spec(tmp_path, tiny_bert_dir, seeds=[0, 1, 2]))
@@ -501,3 +540,15 @@ def test_kmer_logistic_regression_beats_chance_on_a_real_task(data_root):
     assert result["k"] in (3, 4) and len(result["tried"]) == 2
     assert result["test"]["mcc"] > 0.3 and result["test"]["auroc"] > 0.75  # chance: 0 and 0.5
     assert result["parameters"] == 4 ** result["k"] + 1
+
+    # trained on both strands (data.augment: reverse_complement), the regression scores a sequence and its
+    # reverse complement alike; trained on one strand of a strand-specific task (promoters), it does not
+    import dataclasses
+
+    from lingo_core.sequence_input import reverse_complement
+
+    flipped = dataclasses.replace(task, test=dataclasses.replace(task.test, sequences=[reverse_complement(s) for s in task.test.sequences]))
+    for augment, same in (("reverse_complement", True), ("none", False)):
+        as_given = kmer_logistic_regression(task, ks=(4,), cs=(1.0,), augment=augment)["test"]["auroc"]
+        other_strand = kmer_logistic_regression(flipped, ks=(4,), cs=(1.0,), augment=augment)["test"]["auroc"]
+        assert (abs(as_given - other_strand) < 2e-3) == same, (augment, as_given, other_strand)

@@ -448,3 +448,40 @@ def test_skipping_peft_input_casts_under_bf16_autocast_changes_no_training_step(
     train(tiny_config(tiny_bert_dir, tmp_path / "bf16", method, model={"dtype": "bfloat16"}, train={"max_steps": 8}))
     train(tiny_config(tiny_bert_dir, tmp_path / "fp32", method, model={"dtype": "float32"}, train={"max_steps": 8}))
     assert len(calls) == 1 and calls[0] > 0
+
+
+def test_reverse_complement_augmentation_reads_each_sequence_on_a_seeded_random_strand(tiny_bert_dir, tmp_path, monkeypatch):
+    import lingo_core.train as train_module
+    from lingo_core.sequence_input import reverse_complement
+    from lingo_core.train import prepare, strand_flips
+
+    cfg = tiny_config(tiny_bert_dir, tmp_path, "lora", data={"augment": "reverse_complement"})
+    prepared = prepare(cfg)
+    forward, reverse = prepared.splits["train"], prepared.splits["train_reverse_complement"]
+    sequences = prepared.task.train.sequences
+    assert len(reverse) == len(forward)
+    assert reverse.input_ids[0] == prepared.encoder.encode_batch([reverse_complement(sequences[0])])[0][0]  # same prompt, other strand
+    flips = [strand_flips(len(forward), cfg.train.seed, epoch) for epoch in range(2)]
+    assert 0.3 < flips[0].mean() < 0.7 and (flips[0] != flips[1]).any()  # a coin per sequence and epoch
+    np.testing.assert_array_equal(strand_flips(len(forward), cfg.train.seed, 0), flips[0])  # seeded: a resumed run agrees
+
+    seen: list[tuple[list[int], int]] = []
+    collate = train_module.collate
+
+    def spy(ids, pad_id, labels):
+        seen.extend((list(i), int(label)) for i, label in zip(ids, labels))
+        return collate(ids, pad_id, labels)
+
+    monkeypatch.setattr(train_module, "collate", spy)
+    writer = runs.RunWriter.create(tmp_path / "runs", save_config(cfg), "lora", cfg.data.task, "rc")
+    run = runs.load_run(train_module.Trainer(cfg, writer, prepared=prepared).run())
+    assert run.state == "done" and run.data_report()["augment"]["method"] == "reverse_complement"
+    by_ids = {tuple(forward.input_ids[i]): ("+", i) for i in range(len(forward))}
+    by_ids.update({tuple(reverse.input_ids[i]): ("-", i) for i in range(len(reverse))})
+    strands = [by_ids[tuple(ids)] for ids, _ in seen]
+    assert {s for s, _ in strands} == {"+", "-"}
+    for (ids, label), (_, i) in zip(seen, strands):
+        assert label == int(forward.labels[i])  # the label travels with its sequence on either strand
+    # the first epoch's batches read exactly the strands its coins chose
+    first_epoch = strands[: len(forward)]
+    assert all((strand == "-") == bool(flips[0][i]) for strand, i in first_epoch)

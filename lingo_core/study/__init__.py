@@ -4,6 +4,7 @@
     python -m lingo_core study studies/cpu_study.yaml --scale full     # the same study on the full data
     python -m lingo_core study studies/cpu_study.yaml --dry-run        # list the cells, run nothing
     python -m lingo_core study studies/cpu_study.yaml --report-only    # rebuild table + report from cells
+    python -m lingo_core study studies/cpu_study.yaml --recover-records  # records of an older results.csv
     accelerate launch -m lingo_core study studies/cpu_study.yaml       # several GPUs: cells in parallel
 
 The package, in the order data flows through it:
@@ -18,7 +19,7 @@ The package, in the order data flows through it:
 - :mod:`~lingo_core.study.stats` and :mod:`~lingo_core.study.report`: paired comparisons, choices on
   dev and ``report.md``, with figures from :mod:`lingo_core.plots.study`.
 
-A finished cell (its record in ``work_dir/cells``) is skipped; a cell whose process was killed
+A finished cell (its record in ``output_dir/cells``, committed with the table) is skipped; a cell whose process was killed
 resumes from its last checkpoint.
 """
 
@@ -29,7 +30,7 @@ from typing import Any
 
 from .baselines import BASELINES, kmer_logistic_regression, kmer_matrix
 from .cells import Cell, cell_identity, expand
-from .records import read_record
+from .records import keep_all_predictions, read_record, recover_records
 from .report import REFERENCE_AUROC, write_report
 from .runner import StudyInterrupted, run_study, run_train_cell
 from .spec import METRICS, Comparison, Study, StudyError, deep_merge, load_study
@@ -63,7 +64,13 @@ def run_cli(args: Any) -> int:
             print(f"{cell.cell_id}\t{','.join(cell.groups)}\t{cell.task}\t{cell.method}\tseed={seeds}\t{rec.get('status') if rec else 'pending'}")
         print(f"{len(cells)} cells; work dir {study.work_dir}; output {study.output_dir}", file=sys.stderr)
         return 0
+    if args.recover_records:
+        recovered = recover_records(study, cells)
+        print(f"recovered {len(recovered)} cell record(s) from {study.output_dir / 'results.csv'}", file=sys.stderr)
+        if not args.report_only:
+            return 0
     if args.report_only:
+        keep_all_predictions(study, cells)
         table = build_table(study, cells)
         path = write_table(study, table)
         write_report(study, table)
@@ -111,6 +118,7 @@ __all__ = [
     "markdown_table",
     "pivot_text",
     "read_record",
+    "recover_records",
     "run_cli",
     "run_study",
     "run_train_cell",

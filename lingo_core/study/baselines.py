@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import runs
 from ..config import config_from_dict
+from ..sequence_input import reverse_complement
 
 if TYPE_CHECKING:
     from .cells import Cell
@@ -32,8 +33,13 @@ def kmer_matrix(sequences: Sequence[str], k: int):
     return normalize(vectorizer.transform(sequences), norm="l2")
 
 
-def kmer_logistic_regression(task, ks: Sequence[int] = DEFAULT_KS, cs: Sequence[float] = DEFAULT_CS, seed: int = 0) -> dict[str, Any]:
-    """k-mer logistic regression on a :class:`TaskData`: (k, C) chosen on dev MCC, reported on test."""
+def kmer_logistic_regression(task, ks: Sequence[int] = DEFAULT_KS, cs: Sequence[float] = DEFAULT_CS, seed: int = 0,
+                             augment: str = "none") -> dict[str, Any]:
+    """k-mer logistic regression on a :class:`TaskData`: (k, C) chosen on dev MCC, reported on test.
+
+    ``augment="reverse_complement"`` (``data.augment``) fits on every training sequence and its reverse
+    complement, the regression's counterpart of a network reading each on a random strand.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
@@ -41,14 +47,18 @@ def kmer_logistic_regression(task, ks: Sequence[int] = DEFAULT_KS, cs: Sequence[
 
     best: Optional[dict[str, Any]] = None
     tried = []
+    train_sequences, train_labels = list(task.train.sequences), task.train.labels
+    if augment == "reverse_complement":
+        train_sequences += [reverse_complement(s) for s in task.train.sequences]
+        train_labels = np.concatenate([train_labels, train_labels])
     for k in ks:
-        x_train = kmer_matrix(task.train.sequences, int(k))
+        x_train = kmer_matrix(train_sequences, int(k))
         x_dev = kmer_matrix(task.dev.sequences, int(k))
         for c in cs:
             clf = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
             if task.multi_label:
                 clf = OneVsRestClassifier(clf)
-            clf.fit(x_train, task.train.labels)
+            clf.fit(x_train, train_labels)
             dev = classification_metrics(task.dev.labels, clf.predict_proba(x_dev), task.multi_label)
             tried.append({"k": int(k), "C": float(c), "dev_mcc": dev["mcc"]})
             if best is None or metric_value(dev, "mcc") > metric_value(best["dev"], "mcc"):
@@ -67,9 +77,10 @@ def run_kmer_cell(cell: "Cell") -> dict[str, Any]:
     from .records import clean_metrics
 
     started = time.time()
-    task = load_task(config_from_dict(cell.config).data)
+    data = config_from_dict(cell.config).data
+    task = load_task(data)
     spec = cell.baseline or {}
-    result = kmer_logistic_regression(task, spec.get("k", DEFAULT_KS), spec.get("C", DEFAULT_CS), seed=0)
+    result = kmer_logistic_regression(task, spec.get("k", DEFAULT_KS), spec.get("C", DEFAULT_CS), seed=0, augment=data.augment)
     wall = time.time() - started
     return {
         **cell.base_record(),
@@ -83,7 +94,8 @@ def run_kmer_cell(cell: "Cell") -> dict[str, Any]:
         "n": {s: len(getattr(task, s)) for s in ("train", "dev", "test")},
         "duplicates": task.report.get("duplicates", {}),
         "subsampling": task.report.get("subsampling", {}).get("description"),
-        "detail": f"k={result['k']}, C={result['C']:g} (chosen on dev)",
+        "detail": f"k={result['k']}, C={result['C']:g} (chosen on dev)" + (
+            ", trained on both strands" if data.augment == "reverse_complement" else ""),
         "tried": result["tried"],
         "finished": runs.now(),
     }

@@ -271,7 +271,8 @@ def _adapter_method(record: dict[str, Any]) -> Optional[str]:
 def _dynamics_example(study: Study, records: list[dict[str, Any]]) -> Optional[tuple[dict[str, Any], str]]:
     """A finished run of a method with a rank budget, and how to name it: the first run of the first
     compared method that has one (the method the study is about), else the first such run."""
-    budget = [r for r in records if r.get("status") == "done" and r.get("run_dir") and has_rank_budget(_adapter_method(r))]
+    budget = [r for r in records if r.get("status") == "done" and r.get("run_dir") and Path(r["run_dir"]).is_dir()
+              and has_rank_budget(_adapter_method(r))]
     for comparison in study.comparisons:
         found = next((r for r in budget if r["method"] == comparison.method), None)
         if found is not None:

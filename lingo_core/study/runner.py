@@ -26,7 +26,7 @@ from .. import runs
 from ..config import config_from_dict, save_config
 from .baselines import run_baseline
 from .cells import Cell, expand
-from .records import clean_metrics, read_record, write_record
+from .records import clean_metrics, keep_all_predictions, keep_predictions, read_record, write_record
 from .spec import Study, StudyError
 
 Log = Callable[[str], None]
@@ -196,6 +196,8 @@ def _run_cell(study: Study, cell: Cell, label: str, log: Log) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         record = {**cell.base_record(), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(), "finished": runs.now()}
+    if cell.kind == "train":
+        record = keep_predictions(study, cell, record)
     write_record(study, cell, record)
     gc.collect()
     return record
@@ -245,6 +247,7 @@ def run_study(
         log(f"{label}: {record['status']} {summary} ({record.get('wall_time_s')} s)")
     if not write_outputs:
         return None
+    keep_all_predictions(study, expand(study))
     table = build_table(study)
     path = write_table(study, table)
     write_report(study, table)

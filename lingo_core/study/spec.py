@@ -56,8 +56,8 @@ A study file (YAML) has these top-level keys:
     second...) or ``tasks_first`` (all cells of the first task, then the second...), so that a
     study stopped early has complete comparisons for fewer seeds or fewer tasks.
 ``output_dir`` / ``work_dir``
-    the table, report and figures (default ``results/<name>``) / run directories and per-cell
-    records (default ``results/runs/<name>``).
+    the table, report, figures and per-cell records (default ``results/<name>``; commit it) / run
+    directories (default ``results/runs/<name>``; large, not committed).
 """
 
 from __future__ import annotations

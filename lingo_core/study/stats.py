@@ -138,11 +138,22 @@ def _paired_predictions(table: pd.DataFrame, task: str, method: str, other: str)
     """Test predictions of ``method`` and ``other`` on ``task``, paired by seed (runs that saved them)."""
     from .. import runs
 
-    here = table[(table["task"] == task) & (table["status"] == "done") & (table["run_dir"].fillna("") != "")]
-    by_seed = {m: here[here["method"] == m].drop_duplicates("seed").set_index("seed")["run_dir"] for m in (method, other)}
+    here = table[(table["task"] == task) & (table["status"] == "done")]
+    by_seed = {m: here[here["method"] == m].drop_duplicates("seed").set_index("seed") for m in (method, other)}
+
+    def predictions(row: pd.Series) -> Optional[pd.DataFrame]:
+        kept = row.get("test_predictions")
+        if isinstance(kept, str) and kept:  # the copy kept beside the cell's record
+            try:
+                return pd.read_csv(kept)
+            except (OSError, ValueError):
+                pass
+        run_dir = row.get("run_dir")
+        return runs.Run(Path(run_dir)).predictions("test") if isinstance(run_dir, str) and run_dir else None
+
     pairs = []
     for seed in sorted(set(by_seed[method].index) & set(by_seed[other].index)):
-        a, b = (runs.Run(Path(by_seed[m][seed])).predictions("test") for m in (method, other))
+        a, b = (predictions(by_seed[m].loc[seed]) for m in (method, other))
         if a is not None and b is not None and len(a) == len(b) and list(a.columns) == list(b.columns):
             pairs.append((a, b))
     return pairs
@@ -193,7 +204,7 @@ def bootstrap_interval(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]], metri
 def add_prediction_statistics(comp: pd.DataFrame, table: pd.DataFrame, method: str, metric: str) -> pd.DataFrame:
     """Per task row of a :func:`compare_methods` frame: ``disagree`` (share of test predictions that
     differ, mean over paired seeds) and ``boot95`` (test-set bootstrap interval of the difference)."""
-    if "run_dir" not in table.columns:
+    if "run_dir" not in table.columns and "test_predictions" not in table.columns:
         return comp
     disagree, boot = [], []
     for row in comp.itertuples():

@@ -18,7 +18,7 @@ TABLE_COLUMNS = [
     *[f"test_{m}" for m in METRICS], *[f"dev_{m}" for m in METRICS],
     "trainable_params", "total_params", "trainable_percent", "exported_params", "final_rank_total",
     "wall_time_s", "train_time_s", "steps", "selected_step", "n_train", "n_dev", "n_test",
-    "train_dup_removed", "test_train_dup", "detail", "cell_id", "run_dir",
+    "train_dup_removed", "test_train_dup", "detail", "cell_id", "run_dir", "test_predictions",
 ]
 
 
@@ -56,6 +56,7 @@ def _row(cell: Cell, record: dict[str, Any], group: str, setting: str, seed: int
         "detail": _detail(record),
         "cell_id": cell.cell_id,
         "run_dir": record.get("run_dir", ""),
+        "test_predictions": record.get("test_predictions", ""),
     }
 
 
