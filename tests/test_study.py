@@ -552,3 +552,19 @@ def test_kmer_logistic_regression_beats_chance_on_a_real_task(data_root):
         as_given = kmer_logistic_regression(task, ks=(4,), cs=(1.0,), augment=augment)["test"]["auroc"]
         other_strand = kmer_logistic_regression(flipped, ks=(4,), cs=(1.0,), augment=augment)["test"]["auroc"]
         assert (abs(as_given - other_strand) < 2e-3) == same, (augment, as_given, other_strand)
+
+
+def test_a_baseline_that_an_axis_changes_is_labelled_by_setting_and_one_that_it_does_not_is_shared():
+    from lingo_core.study.report import GroupView
+
+    def rows(kmer_cells: list[str]) -> pd.DataFrame:
+        neural = [{"group": "g", "task": "t", "method": "ars", "kind": "train", "seed": 0, "model": "m", "encoding": "native",
+                   "prefix": "paper", "setting": f"data.augment={a}", "cell_id": f"ars-{a}"} for a in ("none", "reverse_complement")]
+        kmer = [{"group": "g", "task": "t", "method": "kmer_lr", "kind": "kmer_lr", "seed": 0, "model": "m", "encoding": "kmer-counts",
+                 "prefix": "paper", "setting": f"data.augment={a}", "cell_id": c} for a, c in zip(("none", "reverse_complement"), kmer_cells)]
+        return pd.DataFrame(neural + kmer)
+
+    shared = GroupView.of(rows(["kmer-a", "kmer-a"]), "g")  # e.g. train.lr: the regression is one cell
+    assert sorted(shared.rows["variant"]) == ["ars (data.augment=none)", "ars (data.augment=reverse_complement)", "kmer_lr", "kmer_lr"]
+    split = GroupView.of(rows(["kmer-a", "kmer-b"]), "g")  # data.augment: two regressions
+    assert "kmer_lr (data.augment=reverse_complement)" in set(split.rows["variant"]) and "kmer_lr" not in set(split.rows["variant"])

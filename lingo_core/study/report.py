@@ -92,7 +92,11 @@ class GroupView:
             return cls(group, sub, "method", [])
         sub = sub.copy()
         labels = sub[varying].astype(str).agg(", ".join, axis=1)
-        sub["variant"] = np.where(sub["kind"] == "train", sub["method"] + " (" + labels + ")", sub["method"])
+        # a baseline is one cell for every value of the axes, unless an axis changes it too (data.augment)
+        baseline = sub[sub["kind"] != "train"]
+        baseline_varies = bool((baseline.groupby("task")["cell_id"].nunique() > 1).any()) if len(baseline) else False
+        labelled = (sub["kind"] == "train") | baseline_varies
+        sub["variant"] = np.where(labelled, sub["method"] + " (" + labels + ")", sub["method"])
         return cls(group, sub, "variant", varying)
 
     @property
