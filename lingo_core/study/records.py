@@ -49,36 +49,33 @@ def predictions_path(study: Study, cell: Cell) -> Path:
     return study.output_dir / "cells" / f"{cell.cell_id}.test.csv"
 
 
-def keep_predictions(study: Study, cell: Cell, record: dict[str, Any]) -> dict[str, Any]:
-    """Copy a finished trained cell's test predictions beside its record (``test_predictions``).
+def keep_predictions(study: Study, cell: Cell, record: dict[str, Any]) -> bool:
+    """Copy a finished trained cell's test predictions from its run directory to
+    :func:`predictions_path`, beside its record; True when it copied them.
 
     The report's prediction statistics (disagreement, test-set bootstrap) then survive the run
-    directories, which are not committed. A record that has them already, or whose run directory
-    is gone or kept no predictions, is returned unchanged.
+    directories, which are not committed. Nothing is copied when the copy exists already, or the
+    run directory is gone or kept no predictions.
     """
-    if record.get("status") != "done" or record.get("test_predictions") or not record.get("run_dir"):
-        return record
+    target = predictions_path(study, cell)
+    if record.get("status") != "done" or not record.get("run_dir") or target.exists():
+        return False
     source = Path(record["run_dir"]) / runs.PREDICTIONS.format(split="test")
     try:
         text = source.read_text()
     except (OSError, UnicodeDecodeError):
-        return record
-    target = predictions_path(study, cell)
+        return False
     runs.atomic_write_text(target, text)
-    return {**record, "test_predictions": str(target)}
+    return True
 
 
 def keep_all_predictions(study: Study, cells: list[Cell]) -> int:
-    """:func:`keep_predictions` for every recorded cell (records written before predictions were kept)."""
+    """:func:`keep_predictions` for every recorded trained cell (cells that ended before predictions were kept)."""
     kept = 0
     for cell in cells:
         record = read_record(study, cell)
-        if record is None or cell.kind != "train":
-            continue
-        updated = keep_predictions(study, cell, record)
-        if updated is not record:
-            write_record(study, cell, updated)
-            kept += 1
+        if record is not None and cell.kind == "train":
+            kept += keep_predictions(study, cell, record)
     return kept
 
 
@@ -128,7 +125,6 @@ def record_from_row(cell: Cell, row: pd.Series) -> dict[str, Any]:
         "duplicates": {"train_rows_removed": as_int("train_dup_removed"), "test_train": as_int("test_train_dup")},
         "detail": _value(row, "detail") or "",
         "run_dir": _value(row, "run_dir") or "",
-        "test_predictions": _value(row, "test_predictions") or "",
         "recovered_from": "results.csv",
     }
 

@@ -196,9 +196,9 @@ def _run_cell(study: Study, cell: Cell, label: str, log: Log) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         record = {**cell.base_record(), "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(), "finished": runs.now()}
-    if cell.kind == "train":
-        record = keep_predictions(study, cell, record)
     write_record(study, cell, record)
+    if cell.kind == "train":
+        keep_predictions(study, cell, record)
     gc.collect()
     return record
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import runs
 from .cells import Cell, expand
-from .records import read_record
+from .records import predictions_path, read_record
 from .spec import METRICS, Study
 
 TABLE_COLUMNS = [
@@ -22,7 +22,7 @@ TABLE_COLUMNS = [
 ]
 
 
-def _row(cell: Cell, record: dict[str, Any], group: str, setting: str, seed: int) -> dict[str, Any]:
+def _row(cell: Cell, record: dict[str, Any], group: str, setting: str, seed: int, predictions: str = "") -> dict[str, Any]:
     test, dev = record.get("test") or {}, record.get("dev") or {}
     params = record.get("parameters") or {}
     n = record.get("n") or {}
@@ -56,7 +56,7 @@ def _row(cell: Cell, record: dict[str, Any], group: str, setting: str, seed: int
         "detail": _detail(record),
         "cell_id": cell.cell_id,
         "run_dir": record.get("run_dir", ""),
-        "test_predictions": record.get("test_predictions", ""),
+        "test_predictions": predictions,
     }
 
 
@@ -73,7 +73,9 @@ def build_table(study: Study, cells: Optional[list[Cell]] = None) -> pd.DataFram
     for cell in cells if cells is not None else expand(study):
         record = read_record(study, cell)
         if record is not None:
-            rows.extend(_row(cell, record, group, setting, seed) for group, setting, seed in cell.rows)
+            kept = predictions_path(study, cell)  # where the study keeps them, never a path a record names
+            predictions = str(kept) if kept.is_file() else ""
+            rows.extend(_row(cell, record, group, setting, seed, predictions) for group, setting, seed in cell.rows)
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
