@@ -295,6 +295,31 @@ def test_prediction_disagreement_and_test_set_bootstrap_from_saved_predictions(t
     assert 0.2 < low < high < 0.6  # ARS's MCC is clearly higher, and the interval reflects 400 test sequences
 
 
+def test_bootstrap_scorers_match_scikit_learn_on_resamples_with_repeats_and_ties():
+    """The bootstrap's fast MCC and AUROC give scikit-learn's values on the same resampled rows."""
+    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+    from lingo_core.study.stats import RankedScores, resampled_mcc
+
+    rng = np.random.default_rng(3)
+    for classes in (2, 3):
+        labels = rng.integers(0, classes, 300)
+        predicted = np.where(rng.random(300) < 0.3, rng.integers(0, classes, 300), labels)
+        for _ in range(20):
+            index = rng.integers(0, 300, 300)
+            assert resampled_mcc(labels, predicted, classes, index) == pytest.approx(
+                matthews_corrcoef(labels[index], predicted[index]), abs=1e-12)
+    # one predicted class only: MCC undefined, 0 as scikit-learn reports it
+    assert resampled_mcc(labels, np.zeros(300, dtype=np.int64), 3, np.arange(300)) == 0.0
+    labels = rng.integers(0, 2, 300)
+    scores = np.round(rng.random(300) * 0.5 + labels * 0.3, 2)  # rounded: many tied scores
+    ranked = RankedScores(labels, scores)
+    for _ in range(20):
+        index = rng.integers(0, 300, 300)
+        assert ranked.auroc(index) == pytest.approx(roc_auc_score(labels[index], scores[index]), abs=1e-12)
+    assert np.isnan(ranked.auroc(np.flatnonzero(labels == 1)))  # one class in the resample
+
+
 def test_variants_are_compared_with_their_methods_first_variant_seed_by_seed():
     from lingo_core.study.stats import compare_variants
 
