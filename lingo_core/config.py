@@ -7,6 +7,7 @@ fully resolved config (every default filled in), so a run can be reproduced or r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -292,8 +293,14 @@ def _type_rank(t: Any) -> int:
     return {bool: 0, int: 1, float: 2}.get(t, 3)
 
 
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type) -> dict[str, Any]:
+    """A settings dataclass's resolved field annotations (resolving them is slow; studies build thousands)."""
+    return get_type_hints(cls)
+
+
 def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    hints = get_type_hints(cls)
+    hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
@@ -388,6 +395,18 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[lis
 def save_config(cfg: LingoConfig) -> str:
     """The YAML text of a fully resolved config."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+# libyaml's C parser and emitter where PyYAML was built with it (the wheels are): the same YAML 1.1
+# safe types, about ten times faster. Used only on text this module wrote itself, never on user files.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def config_values(cfg: LingoConfig) -> dict[str, Any]:
+    """The config as plain values, exactly as its saved YAML reads back (what a run's ``config.yaml``
+    holds): what studies hash into cell ids and the launcher compares against queued runs."""
+    return yaml.load(yaml.dump(cfg.to_dict(), Dumper=_FAST_DUMPER, sort_keys=False), Loader=_FAST_LOADER)
 
 
 def validate_config(cfg: LingoConfig) -> None:

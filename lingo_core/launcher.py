@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-import yaml
 
 from . import runs
-from .config import LingoConfig, save_config, validate_config
+from .config import LingoConfig, config_values, save_config, validate_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_RUNS_DIR = "LINGO_RUNS_DIR"
@@ -138,7 +137,7 @@ def config_fingerprint(values: Mapping[str, Any]) -> str:
 
 def identical_active_run(cfg: LingoConfig, root: Optional[PathLike] = None) -> Optional[runs.Run]:
     """A queued or running run under ``root`` with exactly this config, or None."""
-    wanted = config_fingerprint(yaml.safe_load(save_config(cfg)))
+    wanted = config_fingerprint(config_values(cfg))
     for run in active_runs(root):
         try:
             if config_fingerprint(run.config) == wanted:

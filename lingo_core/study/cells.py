@@ -20,10 +20,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import yaml
 
 from ..adapters import method_names, sections_of
-from ..config import ConfigError, apply_overrides, config_from_dict, save_config
+from ..config import ConfigError, apply_overrides, config_from_dict, config_values
 from .baselines import BASELINES
 from .spec import GRID_KEYS, Study, StudyError, deep_merge, resolve_items
 
@@ -242,7 +241,7 @@ def expand(study: Study) -> list[Cell]:
                             cfg = config_from_dict(_resolve(spec, grid, task, overlay, axis, seed))
                         except ConfigError as exc:
                             raise StudyError(f"{grid.where}, task {task}, method {method}, seed {seed}: {exc}") from None
-                        resolved = yaml.safe_load(save_config(cfg))
+                        resolved = config_values(cfg)
                         ident = cell_identity(resolved, baseline)
                         # k-mer logistic regression is deterministic: one fit serves every seed's row
                         cell_id = f"{slug(task)}-{method}-{ident}" if baseline else f"{slug(task)}-{method}-s{seed}-{ident}"

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import yaml
 
 from .. import runs
-from ..config import config_from_dict, save_config
+from ..config import config_from_dict, config_values, save_config
 from .baselines import run_baseline
 from .cells import Cell, expand
 from .records import clean_metrics, keep_all_predictions, keep_predictions, read_record, write_record
@@ -48,7 +48,7 @@ def run_train_cell(cell: Cell, study: Study, time_limit_s: Optional[float] = Non
     trainer = None
     if run_dir.exists():
         run = _existing_run(run_dir)
-        same = run is not None and run.config == yaml.safe_load(save_config(cfg))
+        same = run is not None and run.config == config_values(cfg)
         if same and run.state == "done":
             return summarise_run(cell, run, None)
         if same and run.resumable:  # killed, failed or cancelled from outside (timeouts have a record)
