@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-
 from . import runs
 from .config import LingoConfig, config_values, save_config, validate_config
 

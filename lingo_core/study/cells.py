@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-
 from ..adapters import method_names, sections_of
 from ..config import ConfigError, apply_overrides, config_from_dict, config_values
 from .baselines import BASELINES
