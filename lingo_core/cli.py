@@ -125,7 +125,11 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aggregate", choices=["mean", "max"], default="mean", help="how window probabilities combine")
     p.add_argument("--window", type=int, metavar="NT", help="sliding window size in nt (default: what fits the model)")
     p.add_argument("--stride", type=int, metavar="NT", help="sliding window stride in nt (default: half a window)")
-    p.add_argument("--reverse-complement", "--rc", action="store_true", help="average with the reverse complement")
+    p.add_argument(
+        "--reverse-complement", "--rc", action=argparse.BooleanOptionalAction, default=None,
+        help="average each sequence's probabilities with its reverse complement's (default: as the run scored dev and "
+        "test, i.e. on with data.eval_strands: both)",
+    )
     p.add_argument("--strict", action="store_true", help="stop at the first invalid record instead of reporting it")
     p.add_argument("--batch-size", type=int, help="sequences per forward pass (default: chosen for the device)")
     p.add_argument("--chunk-size", type=int, default=512, metavar="N", help="records read, scored and written at a time (bounds memory)")

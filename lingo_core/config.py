@@ -57,6 +57,10 @@ class DataConfig:
     # number of steps; for strand-symmetric tasks such as TF binding, not for strand-specific ones such
     # as promoters); dev and test are read as given, so the reported model is the exported one
     augment: str = "none"
+    # "both": dev (model selection) and test are scored as the mean of each sequence's and its reverse
+    # complement's probabilities, and predict does the same for this run unless told otherwise; "given":
+    # one strand, as the sequences are given. For strand-symmetric labels (TF binding), not for promoters
+    eval_strands: str = "given"
 
 
 @dataclass
@@ -456,6 +460,7 @@ def validate_config(cfg: LingoConfig) -> None:
     _choice("data.iupac", d.iupac, ("n", "reject"))
     _choice("data.duplicates", d.duplicates, ("report", "remove"))
     _choice("data.augment", d.augment, ("none", "reverse_complement"))
+    _choice("data.eval_strands", d.eval_strands, ("given", "both"))
     if not d.task.strip():
         raise ConfigError("data.task is empty; give a benchmark name (python -m lingo_core list-benchmarks) or a data path")
     if not d.label_columns or not all(c.strip() for c in d.label_columns):

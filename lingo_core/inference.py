@@ -24,6 +24,7 @@ from .config import ConfigError, LingoConfig
 from .encoding import SequenceEncoder
 from .evaluate import classification_metrics
 from .models import REGISTRY, LoadedModel, load_model
+from .sequence_input import reverse_complement
 
 
 class RunLoadError(RuntimeError):
@@ -432,11 +433,18 @@ def evaluate_run(
     trained = load_trained(run_dir, trust_remote_code=trust_remote_code)
     task = load_task(trained.cfg.data)
     results: dict[str, Any] = {"run": str(trained.run.path), "source": trained.source}
+    strands = [lambda s: s]
+    if trained.cfg.data.eval_strands == "both":  # scored as the run scored them: the mean over both strands
+        strands.append(reverse_complement)
     for name in splits:
         split = getattr(task, name)
-        encoded = encode_split(trained.encoder, split.sequences, split.labels)
-        results[name] = evaluate_split(
-            trained.model, encoded, trained.tokenizer.pad_token_id, task.multi_label,
-            trained.cfg.train.eval_batch_size, trained.device, trained.loaded.precision,
-        )
+        probs = [
+            split_probabilities(
+                trained.model, encode_split(trained.encoder, [read(s) for s in split.sequences], split.labels),
+                trained.tokenizer.pad_token_id, task.multi_label, trained.cfg.train.eval_batch_size, trained.device,
+                trained.loaded.precision,
+            )
+            for read in strands
+        ]
+        results[name] = metrics_from_probabilities(split.labels, sum(probs) / len(probs), task.multi_label)
     return results

@@ -383,6 +383,11 @@ class Predictor:
 
     # -- properties -------------------------------------------------------------------------
     @property
+    def scores_both_strands(self) -> bool:
+        """Whether the run scored dev and test on both strands (``data.eval_strands: both``): predictions do by default."""
+        return self.trained.cfg.data.eval_strands == "both"
+
+    @property
     def model(self) -> torch.nn.Module:
         return self.trained.model
 
@@ -456,7 +461,7 @@ class Predictor:
         aggregate: str = "mean",
         stride: Optional[int] = None,
         window: Optional[int] = None,
-        reverse_complement: bool = False,
+        reverse_complement: Optional[bool] = None,
         strict: bool = False,
         batch_size: Optional[int] = None,
         threshold: float = 0.5,
@@ -480,7 +485,7 @@ class Predictor:
         aggregate: str = "mean",
         stride: Optional[int] = None,
         window: Optional[int] = None,
-        reverse_complement: bool = False,
+        reverse_complement: Optional[bool] = None,
         strict: bool = False,
         batch_size: Optional[int] = None,
         threshold: float = 0.5,
@@ -507,9 +512,14 @@ class Predictor:
 
     def scoring_options(
         self, aggregate: str = "mean", stride: Optional[int] = None, window: Optional[int] = None,
-        reverse_complement: bool = False, strict: bool = False, batch_size: Optional[int] = None, threshold: float = 0.5,
+        reverse_complement: Optional[bool] = None, strict: bool = False, batch_size: Optional[int] = None, threshold: float = 0.5,
     ) -> dict[str, Any]:
-        """Checked scoring options (as :meth:`predict` takes them), with the window and stride resolved to nucleotides."""
+        """Checked scoring options (as :meth:`predict` takes them), with the window and stride resolved to nucleotides.
+
+        ``reverse_complement`` None: as the run scored its dev and test sequences (:attr:`scores_both_strands`).
+        """
+        if reverse_complement is None:
+            reverse_complement = self.scores_both_strands
         if aggregate not in AGGREGATIONS:
             raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
         window_nt = int(window or self.window_nt)

@@ -649,6 +649,11 @@ class Run:
         return self._config_value("data", "task")
 
     @property
+    def eval_strands(self) -> str:
+        """``both`` when the run scored dev and test as the mean over both strands (``data.eval_strands``), else ``given``."""
+        return "both" if self._config_value("data", "eval_strands") == "both" else "given"
+
+    @property
     def model_name(self) -> Optional[str]:
         return self._config_value("model", "name")
 

@@ -46,7 +46,6 @@ from .inference import (
     checked_run_config,
     collate,
     encode_split,
-    evaluate_split,
     load_backbone,
     metrics_from_probabilities,
     restore_selected,
@@ -133,6 +132,11 @@ def prepare(cfg: LingoConfig) -> Prepared:
     if cfg.data.augment == "reverse_complement":
         splits["train_reverse_complement"] = encode_split(
             encoder, [reverse_complement(s) for s in task.train.sequences], task.train.labels)
+    if cfg.data.eval_strands == "both":
+        for name in ("dev", "test"):
+            split = getattr(task, name)
+            splits[f"{name}_reverse_complement"] = encode_split(
+                encoder, [reverse_complement(s) for s in split.sequences], split.labels)
     return Prepared(task, loaded, encoder, splits)
 
 
@@ -188,7 +192,10 @@ class Trainer:
                 report["token_stats"] = prepared.encoder.token_length_stats(prepared.task.train.sequences[:256])
                 if cfg.data.augment != "none":
                     report["augment"] = {"method": cfg.data.augment, "description": (
-                        "each training sequence read on a random strand in each epoch (seeded); dev and test as given")}
+                        "each training sequence read on a random strand in each epoch (seeded)")}
+                report["eval_strands"] = {"given": "dev and test scored as given", "both": (
+                    "dev and test scored as the mean of each sequence's and its reverse complement's probabilities"
+                )}[cfg.data.eval_strands]
                 writer.write_data_report(report)
             self.plan = plan_steps(cfg, len(prepared.splits["train"]), accelerator.num_processes)
             self.total_step = self.plan.total_step
@@ -340,14 +347,24 @@ class Trainer:
         eta = elapsed / step * (self.total_step - step) if step else None
         return {"step": step, "total_step": self.total_step, "fraction": round(step / self.total_step, 4), "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1)}
 
+    def _probabilities(self, name: str) -> np.ndarray:
+        """The model's probabilities on split ``name``, averaged over both strands with ``data.eval_strands: both``."""
+        prepared, tcfg = self.prepared, self.cfg.train
+        strands = [prepared.splits[name]]
+        if f"{name}_reverse_complement" in prepared.splits:
+            strands.append(prepared.splits[f"{name}_reverse_complement"])
+        probs = [
+            split_probabilities(self.model, split, prepared.loaded.tokenizer.pad_token_id, prepared.task.multi_label,
+                                tcfg.eval_batch_size, self.accelerator.device, prepared.loaded.precision)
+            for split in strands
+        ]
+        return probs[0] if len(probs) == 1 else (probs[0] + probs[1]) / 2
+
     def _evaluate_dev(self, st: dict[str, Any]) -> bool:
         """Evaluate on dev, keep the best state; return True when early stopping triggers."""
         tcfg = self.cfg.train
         prepared = self.prepared
-        metrics = evaluate_split(
-            self.model, prepared.splits["dev"], prepared.loaded.tokenizer.pad_token_id,
-            prepared.task.multi_label, tcfg.eval_batch_size, self.accelerator.device, prepared.loaded.precision,
-        )
+        metrics = metrics_from_probabilities(prepared.splits["dev"].labels, self._probabilities("dev"), prepared.task.multi_label)
         value = metric_value(metrics, tcfg.metric_for_best)
         if self.is_main:
             record = {"step": st["step"], "epoch": st["epoch"]}
@@ -424,12 +441,8 @@ class Trainer:
         results: dict[str, Any] = {}
         probabilities: dict[str, Any] = {}
         for name in ("dev", "test"):
-            split = prepared.splits[name]
-            probabilities[name] = split_probabilities(
-                self.model, split, prepared.loaded.tokenizer.pad_token_id,
-                prepared.task.multi_label, tcfg.eval_batch_size, self.accelerator.device, prepared.loaded.precision,
-            )
-            results[name] = metrics_from_probabilities(split.labels, probabilities[name], prepared.task.multi_label)
+            probabilities[name] = self._probabilities(name)
+            results[name] = metrics_from_probabilities(prepared.splits[name].labels, probabilities[name], prepared.task.multi_label)
         if not self.is_main:
             return
         for name, probs in probabilities.items():  # per sequence, for paired comparisons between runs
@@ -457,6 +470,7 @@ class Trainer:
             "device": str(self.accelerator.device),
             "precision": prepared.loaded.precision,
             "pooling": prepared.loaded.pooling,
+            "eval_strands": self.cfg.data.eval_strands,  # "both": dev and test scored on both strands, as predict does
             "update_norms": {k: round(v, 6) for k, v in adapted.update_norms().items()},  # of the exported adapter
             "num_processes": self.accelerator.num_processes,
             "allocations_checked_identical_across_processes": self.masks_checked,

@@ -30,7 +30,14 @@ records, input_key = sequence_input("predict")
 with st.expander("Options"):
     c1, c2, c3 = st.columns(3)
     aggregate = c1.radio("Long sequences: combine windows by", ["mean", "max"], key="predict_aggregate", horizontal=True)
-    rc = c2.checkbox("Average with the reverse complement", False, key="predict_rc")
+    if st.session_state.get("predict_rc_run") != run.id:  # each run starts as it scored its own dev and test sets
+        st.session_state["predict_rc"] = run.eval_strands == "both"
+        st.session_state["predict_rc_run"] = run.id
+    rc = c2.checkbox(
+        "Average with the reverse complement", key="predict_rc",
+        help="Score each sequence on both strands and average the probabilities. On by default for runs that were "
+        "scored that way while training (\"Score dev and test on both strands\" on the Train page).",
+    )
     threshold = c3.slider("Threshold (multi-label)", 0.0, 1.0, 0.5, 0.01, key="predict_threshold")
 
 result_key = (run.id, run.weights_stamp(), input_key, aggregate, rc, threshold) if input_key else None

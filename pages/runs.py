@@ -318,6 +318,9 @@ def details(info: RunInfo, report) -> None:
             for col, name in zip(cols, ("mcc", "auroc", "auprc", "accuracy")):
                 value = test.get(name)
                 col.metric(f"test {name.upper()}", f"{value:.4f}" if isinstance(value, (int, float)) else "–")
+            if info.run.eval_strands == "both":
+                st.caption("Dev and test were scored as the mean over both strands of each sequence (\"Score dev and test "
+                           "on both strands\" on the Train page); the Predict page does the same for this run by default.")
             st.json(report, expanded=False)
     data_report = info.run.data_report()
     if data_report:

@@ -243,6 +243,8 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     at.number_input(key="train_max_steps").set_value(20).run()
     assert at.checkbox(key="train_augment").value is False
     at.checkbox(key="train_augment").check().run()
+    assert at.checkbox(key="train_eval_strands").value is False
+    at.checkbox(key="train_eval_strands").check().run()
     at.text_input(key="train_run_name").set_value("../escape").run()
     assert "Run name" in texts(at.error) and at.button(key="train_launch").disabled
     at.text_input(key="train_run_name").set_value("apptest-run").run()
@@ -256,7 +258,7 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     assert run.config["train"]["max_steps"] == 20 and run.config["adapter"]["method"] == "ars"
     assert run.config["adapter"]["ars"]["temperature"] == "uniform" and run.config["adapter"]["adalora"]["tinit"] == 2
     assert run.config["output_dir"] == str(dashboard_runs_dir)
-    assert run.config["data"]["augment"] == "reverse_complement"
+    assert run.config["data"]["augment"] == "reverse_complement" and run.config["data"]["eval_strands"] == "both"
     assert "apptest-run" in texts(at.success)
     # what the page showed is the plan of the config it wrote
     plan = plan_run(run.typed_config(), 1000, ["negative", "positive"])
@@ -811,6 +813,31 @@ def test_predict_and_attribute_default_to_the_best_finished_run_of_the_latest_ta
         box = at.selectbox(key=key)
         assert box.value == "20261125-100000-ars-demo_motifs-good", page
         assert any("test MCC 0.600" in o for o in box.options) and any("test MCC 0.000" in o for o in box.options)
+
+
+def test_predict_averages_the_strands_by_default_for_a_run_scored_on_both(dashboard_runs_dir):
+    given = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-given", test_mcc=0.6)
+    time.sleep(1.1)
+    both = fake_run(dashboard_runs_dir, "20261125-110000-ars-demo_motifs-both", test_mcc=0.7)
+    cfg = yaml.safe_load((both / runs.CONFIG).read_text())
+    cfg["data"]["eval_strands"] = "both"
+    (both / runs.CONFIG).write_text(yaml.safe_dump(cfg))
+    at = app("predict")
+    no_exception(at)
+    assert at.selectbox(key="predict_run").value == both.name
+    assert at.checkbox(key="predict_rc").value is True  # as the run chose its checkpoint and reported its metrics
+    at.selectbox(key="predict_run").set_value(given.name).run()
+    assert at.checkbox(key="predict_rc").value is False
+    at.checkbox(key="predict_rc").check().run()  # the user's choice holds while the run stays
+    at.text_area(key="predict_text").set_value(">one\nACGT\n").run()
+    assert at.checkbox(key="predict_rc").value is True
+    at.selectbox(key="predict_run").set_value(both.name).run()
+    assert at.checkbox(key="predict_rc").value is True
+    at = app("runs")  # the newest run; its report says how its metrics were measured
+    no_exception(at)
+    assert "scored as the mean over both strands" in texts(at.caption)
+    at.selectbox(key="runs_pick").set_value(given.name).run()
+    assert "both strands" not in texts(at.caption)
 
 
 def test_predict_result_is_cleared_when_the_input_changes_or_errs(dashboard_runs_dir, trained_run):

@@ -106,6 +106,12 @@ def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
     assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
     spec["base"]["data"]["augment"] = "reverse_complement"
     assert not {c.cell_id for c in expand(load_study(spec=spec))} & ids
+    # so does data.eval_strands at "given"; scoring on both strands is a new cell for both as well
+    spec = _spec(tmp_path, Path("/nonexistent-model"))
+    spec["base"]["data"]["eval_strands"] = "given"
+    assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
+    spec["base"]["data"]["eval_strands"] = "both"
+    assert not {c.cell_id for c in expand(load_study(spec=spec))} & ids
     # encoding.nucleotide_init matters only for the nucleotide encoding: other cells keep their ids at any value
     trained = lambda cs: [c for c in cs if c.kind == "train"]  # noqa: E731
     for init in ("mean", "letters"):
@@ -578,6 +584,14 @@ def test_kmer_logistic_regression_beats_chance_on_a_real_task(data_root):
         as_given = kmer_logistic_regression(task, ks=(4,), cs=(1.0,), augment=augment)["test"]["auroc"]
         other_strand = kmer_logistic_regression(flipped, ks=(4,), cs=(1.0,), augment=augment)["test"]["auroc"]
         assert (abs(as_given - other_strand) < 2e-3) == same, (augment, as_given, other_strand)
+    # scored on both strands (data.eval_strands: both) it gives every sequence and its reverse complement the
+    # same probability, however it was trained: the test metrics do not depend on the strand the set is given on
+    for augment in ("reverse_complement", "none"):
+        as_given = kmer_logistic_regression(task, ks=(4,), cs=(1.0,), augment=augment, eval_strands="both")["test"]
+        other_strand = kmer_logistic_regression(flipped, ks=(4,), cs=(1.0,), augment=augment, eval_strands="both")["test"]
+        assert as_given["auroc"] == pytest.approx(other_strand["auroc"], abs=1e-9) and as_given["mcc"] == pytest.approx(other_strand["mcc"], abs=1e-9)
+    one_strand = kmer_logistic_regression(task, ks=(4,), cs=(1.0,))["test"]["auroc"]
+    assert as_given["auroc"] != pytest.approx(one_strand, abs=1e-4)  # on a promoter task the second strand changes the scores
 
 
 def test_a_baseline_that_an_axis_changes_is_labelled_by_setting_and_one_that_it_does_not_is_shared():

@@ -485,3 +485,50 @@ def test_reverse_complement_augmentation_reads_each_sequence_on_a_seeded_random_
     # the first epoch's batches read exactly the strands its coins chose
     first_epoch = strands[: len(forward)]
     assert all((strand == "-") == bool(flips[0][i]) for strand, i in first_epoch)
+
+
+def test_scoring_both_strands_selects_reports_and_predicts_on_the_mean_over_strands(tiny_bert_dir, tmp_path):
+    from lingo_core.data import load_task
+    from lingo_core.predict import load_predictor
+    from lingo_core.sequence_input import reverse_complement
+
+    run_dir = train(tiny_config(  # fp32: the comparisons below are closer than bf16 rounding
+        tiny_bert_dir, tmp_path, "ars", data={"augment": "reverse_complement", "eval_strands": "both"}, model={"dtype": "float32"}))
+    run = runs.load_run(run_dir)
+    report = run.report()
+    assert run.state == "done" and report["eval_strands"] == "both" and run.eval_strands == "both"
+    assert "reverse complement" in run.data_report()["eval_strands"]
+    # the dev metrics logged at the selected step (what chose it) are those of the exported model on both strands
+    logged = next(m for m in run.metrics() if m.get("step") == report["selected_step"] and "dev_mcc" in m)
+    assert logged["dev_mcc"] == pytest.approx(report["dev"]["mcc"], abs=1e-6)
+
+    # the saved test probabilities are the mean of each sequence's and its reverse complement's, as predict gives them
+    sequences = list(load_task(run.typed_config().data).test.sequences)
+    saved = run.predictions("test").filter(like="p_").to_numpy()
+    predictor = load_predictor(run_dir)
+    assert predictor.scores_both_strands
+    by_default = predictor.predict(sequences)
+    assert by_default.reverse_complement and by_default.to_frame()["rc_averaged"].all()
+    forward = predictor.predict(sequences, reverse_complement=False).probabilities
+    other = predictor.predict([reverse_complement(s) for s in sequences], reverse_complement=False).probabilities
+    np.testing.assert_allclose((forward + other) / 2, by_default.probabilities, atol=1e-6)
+    # (the tiny model barely moves from 0.5, so the strands differ by ~1e-5: the saved table is written to 6 decimals)
+    off_by_default, off_forward = np.abs(by_default.probabilities - saved).max(), np.abs(forward - saved).max()
+    assert off_by_default < 2e-6 and off_forward > 5 * off_by_default  # one strand alone is not what the run reported
+
+    # the command line follows the run too, unless told otherwise
+    import pandas as pd
+
+    from lingo_core.cli import main
+
+    for flags, averaged in (([], True), (["--no-rc"], False), (["--rc"], True)):
+        out = tmp_path / f"cli{len(flags)}{averaged}.csv"
+        assert main(["predict", str(run_dir), *sequences[:3], "--out", str(out), *flags]) == 0
+        frame = pd.read_csv(out)
+        assert frame["rc_averaged"].tolist() == [averaged] * 3
+        np.testing.assert_allclose(frame.filter(like="prob_").to_numpy(), (by_default.probabilities if averaged else forward)[:3], atol=1e-5)
+
+    # re-evaluating the exported adapter reproduces the report, on both strands
+    results = evaluate_run(run_dir)
+    assert results["test"]["mcc"] == pytest.approx(report["test"]["mcc"], abs=1e-6)
+    assert results["test"]["loss"] == pytest.approx(report["test"]["loss"], abs=1e-4)

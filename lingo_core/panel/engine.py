@@ -337,6 +337,8 @@ class Panel:
         unknown = sorted(set(options) - SCORING_OPTIONS)
         if unknown:
             raise TypeError(f"unknown scoring option(s) {unknown}; the options are {sorted(SCORING_OPTIONS)} and mode")
+        # one strand setting for every column (the table has one rc_averaged column): off unless asked for
+        options["reverse_complement"] = bool(options.get("reverse_complement"))
         settings = [task.predictor.scoring_options(**options) for task in self.tasks]
 
         def chunks() -> Iterator[PanelScores]:

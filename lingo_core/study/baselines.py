@@ -34,11 +34,13 @@ def kmer_matrix(sequences: Sequence[str], k: int):
 
 
 def kmer_logistic_regression(task, ks: Sequence[int] = DEFAULT_KS, cs: Sequence[float] = DEFAULT_CS, seed: int = 0,
-                             augment: str = "none") -> dict[str, Any]:
+                             augment: str = "none", eval_strands: str = "given") -> dict[str, Any]:
     """k-mer logistic regression on a :class:`TaskData`: (k, C) chosen on dev MCC, reported on test.
 
     ``augment="reverse_complement"`` (``data.augment``) fits on every training sequence and its reverse
     complement, the regression's counterpart of a network reading each on a random strand.
+    ``eval_strands="both"`` (``data.eval_strands``) scores dev and test as the mean of each sequence's and
+    its reverse complement's probabilities, as a network run with that setting is scored.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -51,21 +53,28 @@ def kmer_logistic_regression(task, ks: Sequence[int] = DEFAULT_KS, cs: Sequence[
     if augment == "reverse_complement":
         train_sequences += [reverse_complement(s) for s in task.train.sequences]
         train_labels = np.concatenate([train_labels, train_labels])
+    strands = [lambda s: s] + ([reverse_complement] if eval_strands == "both" else [])
+
+    def strand_matrices(sequences: Sequence[str], k: int) -> list:
+        return [kmer_matrix([read(s) for s in sequences], k) for read in strands]
+
+    def probabilities(clf, matrices: list) -> np.ndarray:
+        return sum(clf.predict_proba(x) for x in matrices) / len(matrices)
+
     for k in ks:
         x_train = kmer_matrix(train_sequences, int(k))
-        x_dev = kmer_matrix(task.dev.sequences, int(k))
+        x_dev = strand_matrices(task.dev.sequences, int(k))
         for c in cs:
             clf = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
             if task.multi_label:
                 clf = OneVsRestClassifier(clf)
             clf.fit(x_train, train_labels)
-            dev = classification_metrics(task.dev.labels, clf.predict_proba(x_dev), task.multi_label)
+            dev = classification_metrics(task.dev.labels, probabilities(clf, x_dev), task.multi_label)
             tried.append({"k": int(k), "C": float(c), "dev_mcc": dev["mcc"]})
             if best is None or metric_value(dev, "mcc") > metric_value(best["dev"], "mcc"):
                 best = {"k": int(k), "C": float(c), "clf": clf, "dev": dev}
     assert best is not None
-    x_test = kmer_matrix(task.test.sequences, best["k"])
-    test = classification_metrics(task.test.labels, best["clf"].predict_proba(x_test), task.multi_label)
+    test = classification_metrics(task.test.labels, probabilities(best["clf"], strand_matrices(task.test.sequences, best["k"])), task.multi_label)
     estimators = best["clf"].estimators_ if task.multi_label else [best["clf"]]
     n_params = int(sum(e.coef_.size + e.intercept_.size for e in estimators))
     return {"k": best["k"], "C": best["C"], "dev": best["dev"], "test": test, "parameters": n_params, "tried": tried}
@@ -80,7 +89,8 @@ def run_kmer_cell(cell: "Cell") -> dict[str, Any]:
     data = config_from_dict(cell.config).data
     task = load_task(data)
     spec = cell.baseline or {}
-    result = kmer_logistic_regression(task, spec.get("k", DEFAULT_KS), spec.get("C", DEFAULT_CS), seed=0, augment=data.augment)
+    result = kmer_logistic_regression(task, spec.get("k", DEFAULT_KS), spec.get("C", DEFAULT_CS), seed=0, augment=data.augment,
+                                      eval_strands=data.eval_strands)
     wall = time.time() - started
     return {
         **cell.base_record(),
@@ -95,7 +105,8 @@ def run_kmer_cell(cell: "Cell") -> dict[str, Any]:
         "duplicates": task.report.get("duplicates", {}),
         "subsampling": task.report.get("subsampling", {}).get("description"),
         "detail": f"k={result['k']}, C={result['C']:g} (chosen on dev)" + (
-            ", trained on both strands" if data.augment == "reverse_complement" else ""),
+            ", trained on both strands" if data.augment == "reverse_complement" else "") + (
+            ", dev and test scored on both strands" if data.eval_strands == "both" else ""),
         "tried": result["tried"],
         "finished": runs.now(),
     }
