@@ -94,7 +94,9 @@ class ModelConfig:
     dtype: str = "auto"
     # what the classifier reads: "auto" (mean for sentence-transformers encoders such as MiniLM,
     # the last real token for decoders, the model's CLS head otherwise), "cls", "mean", "max" (the
-    # element-wise maximum over real tokens; on MiniLM it did not learn the TF tasks, docs/results.md), "last", or
+    # element-wise maximum over real tokens; on MiniLM it did not learn the TF tasks, docs/results.md),
+    # "attention" (a learnt softmax weighting of the real tokens that starts as their mean; its scorer,
+    # hidden size + 1 parameters, trains and exports with the head), "last", or
     # "native" (the head transformers builds, as runs made before this setting used)
     pooling: str = "auto"
 
@@ -450,7 +452,7 @@ def validate_config(cfg: LingoConfig) -> None:
         if problem:
             raise ConfigError(f"encoding.prefix must be 'paper', 'rich', 'none' or a template containing {{sequence}}: {problem}")
 
-    _choice("model.pooling", m.pooling, ("auto", "native", "cls", "mean", "max", "last"))
+    _choice("model.pooling", m.pooling, ("auto", "native", "cls", "mean", "max", "attention", "last"))
     _choice("model.dtype", m.dtype, ("auto", "float32", "bfloat16", "float16"))
     if not _DEVICE.match(m.device):
         raise ConfigError(f"model.device must be auto, cpu, cuda, cuda:N or mps, got {m.device!r}")

@@ -35,7 +35,11 @@ TARGET_MODULES: dict[str, Union[list[str], str]] = {
 }
 HEAD_NAMES = ("classifier", "score")  # classification heads of encoder / decoder models
 DECODER_FAMILIES = ("opt", "llama", "gpt2")  # their classification head reads the last real token
-POOLINGS = ("auto", "native", "cls", "mean", "max", "last")
+POOLINGS = ("auto", "native", "cls", "mean", "max", "attention", "last")
+ENCODER_ONLY_POOLINGS = ("cls", "mean", "max", "attention")
+# the trainable part of a pooler (``attention`` pooling's token scorer): trained and exported with the head
+POOLER_PARAMETERS = ("token_score",)
+TRAINABLE_POOLINGS = ("attention",)
 
 
 @dataclass
@@ -60,7 +64,7 @@ class LoadedModel:
     new_token_ids: list[int] = field(default_factory=list)  # dedicated nucleotide tokens, if any
     device: torch.device = torch.device("cpu")
     precision: str = "no"  # mixed precision for Accelerate: "no", "bf16", "fp16"
-    pooling: str = "native"  # what the classifier reads (resolved: native, cls, mean, max or last)
+    pooling: str = "native"  # what the classifier reads (resolved: native, cls, mean, max, attention or last)
 
     @property
     def target_modules(self) -> Union[list[str], str]:
@@ -74,14 +78,27 @@ class LoadedModel:
 
 class MaskedPooler(torch.nn.Module):
     """Replaces a BERT-type encoder's pooler: the mean of the real (unpadded) tokens' hidden states,
-    their element-wise maximum (a motif anywhere in the sequence is not diluted by its length), or the
-    last real token's. The attention mask is taken from the encoder's own call (a forward
-    pre-hook), so the model's forward signature and peft/captum wrappers stay as they are."""
+    their element-wise maximum (a motif anywhere in the sequence is not diluted by its length), a
+    learnt weighting of them (``attention``), or the last real token's. The attention mask is taken
+    from the encoder's own call (a forward pre-hook), so the model's forward signature and
+    peft/captum wrappers stay as they are.
 
-    def __init__(self, mode: str) -> None:
+    ``attention`` scores every real token with one linear map of its state (``token_score``:
+    hidden size + 1 parameters, trained and exported with the classification head) and returns the
+    softmax-weighted sum of the states. The scorer starts at zero, so an untrained attention pooler
+    is exactly the mean; training can then let the tokens that carry a motif weigh more.
+    """
+
+    def __init__(self, mode: str, hidden_size: Optional[int] = None) -> None:
         super().__init__()
         self.mode = mode
         self.attention_mask: Optional[torch.Tensor] = None
+        if mode == "attention":
+            if not hidden_size:
+                raise ModelError("attention pooling needs the encoder's hidden size")
+            self.token_score = torch.nn.Linear(hidden_size, 1)
+            torch.nn.init.zeros_(self.token_score.weight)
+            torch.nn.init.zeros_(self.token_score.bias)
 
     def remember_mask(self, module, args, kwargs) -> None:  # noqa: ARG002 - forward pre-hook signature
         self.attention_mask = kwargs.get("attention_mask")
@@ -95,6 +112,11 @@ class MaskedPooler(torch.nn.Module):
             return (hidden_states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         if self.mode == "max":
             return hidden_states.masked_fill(mask == 0, torch.finfo(hidden_states.dtype).min).amax(1)
+        if self.mode == "attention":
+            scores = self.token_score(hidden_states).squeeze(-1).float()
+            scores = scores.masked_fill(mask.squeeze(-1) == 0, float("-inf"))
+            weights = torch.softmax(scores, dim=1).to(hidden_states.dtype).unsqueeze(-1)
+            return (hidden_states * weights).sum(1)
         last = mask.squeeze(-1).sum(1).long().clamp_min(1) - 1
         return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), last]
 
@@ -147,7 +169,7 @@ def resolve_pooling(requested: str, family: str, source: Optional[Path]) -> str:
         if decoder:
             return "last"
         return sentence_transformers_pooling(source) or "cls"
-    if decoder and requested in ("cls", "mean", "max"):
+    if decoder and requested in ENCODER_ONLY_POOLINGS:
         raise ModelError(
             f"model.pooling={requested} is for encoders; a {family} decoder's classifier reads the last real "
             "token (model.pooling=last, or auto)"
@@ -165,7 +187,7 @@ def apply_pooling(model: torch.nn.Module, family: str, pooling: str) -> None:
             f"model.pooling={pooling} needs an encoder with a pooler (BERT-type); {type(model).__name__} has none: "
             "use model.pooling=native"
         )
-    pooler = MaskedPooler(pooling)
+    pooler = MaskedPooler(pooling, getattr(model.config, "hidden_size", None))
     base.pooler = pooler
     base.register_forward_pre_hook(pooler.remember_mask, with_kwargs=True)
 

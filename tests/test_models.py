@@ -53,6 +53,25 @@ def test_max_pooling_reads_the_elementwise_maximum_of_the_real_tokens_only():
     assert not torch.allclose(_logits(loaded, [short]), mean_of_tokens)
 
 
+def test_attention_pooling_starts_as_the_mean_and_learns_a_weighting_of_the_real_tokens_only():
+    loaded = load_model(ModelConfig(pooling="attention"), 2, False, EncodingConfig())
+    assert loaded.pooling == "attention"
+    scorer = loaded.model.bert.pooler.token_score
+    assert scorer.weight.abs().sum() == 0 and scorer.bias.abs().sum() == 0
+    short, long = "TATAAAAG GCCAAT", "ACGT " * 40
+    hidden = loaded.model.bert(**loaded.tokenizer([short], return_tensors="pt")).last_hidden_state
+    torch.testing.assert_close(_logits(loaded, [short]), loaded.model.classifier(hidden.mean(dim=1)), rtol=1e-5, atol=1e-5)
+
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained scorer: the weights follow the tokens' scores, padding still gets none
+        scorer.weight.normal_(std=0.2)
+    weights = torch.softmax(scorer(hidden).squeeze(-1), dim=1)
+    expected = loaded.model.classifier((weights.unsqueeze(-1) * hidden).sum(1))
+    torch.testing.assert_close(_logits(loaded, [short]), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(_logits(loaded, [short])[0], _logits(loaded, [short, long])[0], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(_logits(loaded, [short]), loaded.model.classifier(hidden.mean(dim=1)), atol=1e-4)
+
+
 def test_pooling_choices_are_checked_against_the_architecture(tmp_path):
     assert resolve_pooling("auto", "llama", None) == "last"
     assert resolve_pooling("auto", "bert", tmp_path) == "cls"  # no sentence-transformers pooling config
@@ -62,6 +81,8 @@ def test_pooling_choices_are_checked_against_the_architecture(tmp_path):
         resolve_pooling("sum", "bert", None)
     with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
         resolve_pooling("max", "llama", None)
+    with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
+        resolve_pooling("attention", "opt", None)
 
 
 def test_runs_made_before_pooling_existed_load_with_the_native_head(tmp_path):

@@ -309,6 +309,21 @@ def test_nucleotide_token_runs_share_a_panel_unless_the_vocabulary_rows_moved(ti
         load_panel([lora, moved])
 
 
+def test_attention_pooling_runs_share_a_panel_each_with_its_own_scorer(tiny_bert_dir, tmp_path):
+    """Each run's trained token scorer travels with its head: switching and mixed batches both equal predict alone."""
+    attention = {"model": {"dtype": "float32", "pooling": "attention"}}
+    svd = {"train": {"max_steps": 6, "eval_every": 3}, "adapter": {"adalora": {"tinit": 1, "tfinal": 1}}}
+    made = [train(tiny_config(tiny_bert_dir, tmp_path, method, **attention, **(svd if method == "ars" else STEPS))) for method in ("lora", "ars", "head")]
+    panel = load_panel(made)
+    assert "attention pooling" in panel.key.describe()
+    sequences = DEMO.test.sequences[:8]
+    for mode in ("switch", "mixed"):
+        frame = panel.score(sequences, mode=mode)
+        for task in panel.tasks:
+            alone = predict_alone(task.run.path, sequences)
+            np.testing.assert_allclose(frame[task.columns[0].name], alone["prob_positive"], atol=1e-5, rtol=0, err_msg=f"{mode} {task.run.id}")
+
+
 def test_real_tasks_join_the_demo_task(panel_runs, tiny_bert_dir, data_root, tmp_path):
     """Two GUE tasks (promoters, a TF binding site; their own prompt domains) with the demo task's run."""
     real = {"root": str(data_root), "max_train": 40, "max_eval": 40}

@@ -90,6 +90,32 @@ def test_exported_adapter_loads_with_peft_and_reproduces_the_report(tiny_bert_di
     assert results["test"]["loss"] == pytest.approx(report["test"]["loss"], abs=1e-4)
 
 
+@pytest.mark.parametrize("method", ["lora", "ars", "head", "full"])
+def test_attention_pooling_trains_its_scorer_and_the_export_reproduces_the_report(tiny_bert_dir, tmp_path, method):
+    """The pooler's token scorer trains with the head, is exported with it, and the export computes the report."""
+    from safetensors.torch import load_file
+
+    run_dir = train(tiny_config(tiny_bert_dir, tmp_path, method, model={"pooling": "attention", "dtype": "float32"}))
+    run = runs.load_run(run_dir)
+    assert run.state == "done" and run.report()["pooling"] == "attention"
+    files = list((run_dir / runs.ADAPTER).glob("*.safetensors"))
+    scorer = {k: v for f in files for k, v in load_file(str(f)).items() if "token_score" in k}
+    assert any(k.endswith("token_score.weight") for k in scorer), sorted(scorer)
+    assert all(v.abs().sum() > 0 for k, v in scorer.items() if k.endswith("weight")), "the scorer starts at zero and must move"
+
+    results = evaluate_run(run_dir)
+    report = run.report()
+    assert results["test"]["mcc"] == pytest.approx(report["test"]["mcc"], abs=1e-6)
+    assert results["test"]["loss"] == pytest.approx(report["test"]["loss"], abs=1e-5)
+    trained = load_trained(run_dir)
+    pooler = trained.model.get_base_model().bert.pooler if hasattr(trained.model, "get_base_model") else trained.model.bert.pooler
+    loaded_scorer = pooler.token_score
+    weight = getattr(loaded_scorer, "weight", None)
+    if weight is None:  # peft's ModulesToSaveWrapper (unmerged): the trained copy is active
+        weight = loaded_scorer.modules_to_save["default"].weight
+    assert weight.abs().sum() > 0, "inference must read the trained scorer, not a fresh zero one"
+
+
 def test_ars_with_rho_zero_makes_the_same_masks_as_peft_adalora(tiny_bert_dir, tmp_path):
     adalora = train(tiny_config(tiny_bert_dir, tmp_path / "a", "adalora"))
     ars = train(tiny_config(tiny_bert_dir, tmp_path / "b", "ars", adapter={"ars": {"reintroduce_rate": 0.0}}))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ...models import HEAD_NAMES
+from ...models import HEAD_NAMES, POOLER_PARAMETERS
 from ..base import AdaptedModel
 
 if TYPE_CHECKING:
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def is_head_parameter(name: str) -> bool:
-    return any(name == head or name.startswith(head + ".") or f".{head}." in name for head in HEAD_NAMES)
+    """The classification head's parameters, and the pooler's scorer where the pooling has one (``attention``)."""
+    return any(name == head or name.startswith(head + ".") or f".{head}." in name for head in HEAD_NAMES + POOLER_PARAMETERS)
 
 
 class HeadOnly(AdaptedModel):

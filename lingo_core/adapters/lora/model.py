@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import torch
 
 from ... import runs
+from ...models import POOLER_PARAMETERS, TRAINABLE_POOLINGS
 from ..base import AdaptedModel, short_module_name
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ def peft_common_kwargs(cfg: "AdapterConfig", loaded: "LoadedModel") -> dict[str,
     }
     if loaded.new_token_ids:
         kwargs["trainable_token_indices"] = list(loaded.new_token_ids)
+    if loaded.pooling in TRAINABLE_POOLINGS:  # the pooler's scorer trains with the head (peft adds the head itself)
+        kwargs["modules_to_save"] = list(POOLER_PARAMETERS)
     return kwargs
 
 
