@@ -82,6 +82,9 @@ class EncodingConfig:
     max_length: int = 512  # tokens; the sequence part is truncated (never the prompt) with a warning
 
 
+POOLINGS = ("auto", "native", "cls", "mean", "max", "attention", "last")  # model.pooling's choices
+
+
 @dataclass
 class ModelConfig:
     """Backbone selection; ``name`` is a registry key, a Hugging Face id or a local folder."""
@@ -452,7 +455,7 @@ def validate_config(cfg: LingoConfig) -> None:
         if problem:
             raise ConfigError(f"encoding.prefix must be 'paper', 'rich', 'none' or a template containing {{sequence}}: {problem}")
 
-    _choice("model.pooling", m.pooling, ("auto", "native", "cls", "mean", "max", "attention", "last"))
+    _choice("model.pooling", m.pooling, POOLINGS)
     _choice("model.dtype", m.dtype, ("auto", "float32", "bfloat16", "float16"))
     if not _DEVICE.match(m.device):
         raise ConfigError(f"model.device must be auto, cpu, cuda, cuda:N or mps, got {m.device!r}")

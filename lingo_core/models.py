@@ -17,7 +17,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from .config import EncodingConfig, ModelConfig
+from .config import POOLINGS, EncodingConfig, ModelConfig
 from .encoding import NUCLEOTIDE_TOKENS, SLOW_WORD_LIMIT, add_nucleotide_tokens
 
 
@@ -35,7 +35,6 @@ TARGET_MODULES: dict[str, Union[list[str], str]] = {
 }
 HEAD_NAMES = ("classifier", "score")  # classification heads of encoder / decoder models
 DECODER_FAMILIES = ("opt", "llama", "gpt2")  # their classification head reads the last real token
-POOLINGS = ("auto", "native", "cls", "mean", "max", "attention", "last")
 ENCODER_ONLY_POOLINGS = ("cls", "mean", "max", "attention")
 # the trainable part of a pooler (``attention`` pooling's token scorer): trained and exported with the head
 POOLER_PARAMETERS = ("token_score",)
