@@ -291,7 +291,10 @@ def drain(root: PathLike, poll_s: float = POLL_S) -> None:
                 proc.poll()  # reap finished children so pid_alive sees them gone
             all_runs = runs.list_runs(root)
             _settle_dead_starts(all_runs, children)
-            waiting = [r for r in queue(root) if r.id not in skipped]
+            # A run with a launch pid was started already: alive, it is active; dead, the next pass settles
+            # it (cancelled or failed). Only runs never started are started, so a process that exits between
+            # the settling above and this scan is not started a second time.
+            waiting = [r for r in queue(root) if r.id not in skipped and _launch_pid(r) is None]
             for run in list(waiting):
                 writer = runs.RunWriter(run.path)
                 if writer.cancel_requested():
