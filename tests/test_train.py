@@ -299,22 +299,9 @@ def test_quickstart_config_and_gue_configs_load():
     assert budgets["lora"].lora.r == budgets["ars"].adalora.init_r == budgets["adalora"].adalora.init_r
 
 
-def test_short_ars_run_on_real_promoter_data_beats_chance(data_root, tmp_path):
+def test_short_ars_run_on_real_promoter_data_beats_chance(real_promoter_ars_run):
     """The embedded MiniLM + ARS learns real TATA promoters in a short CPU run (dev MCC well above 0)."""
-    cfg = load_config(
-        PROJECT_ROOT / "configs" / "gue_prom_core_tata_ars.yaml",
-        [
-            f"data.root={data_root}",
-            "data.max_train=1600",
-            "train.max_steps=100",
-            "train.eval_every=25",
-            "train.batch_size=16",
-            "train.lr=0.002",
-            "train.progress_bar=false",
-            f"output_dir={tmp_path}",
-        ],
-    )
-    run = runs.load_run(train(cfg))
+    run = runs.load_run(real_promoter_ars_run)
     report = run.report()
     assert report["dev"]["n"] == 613
     assert report["dev"]["mcc"] > 0.2, report["dev"]
