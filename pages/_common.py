@@ -95,6 +95,9 @@ _PAGE_PHRASES: list[tuple[str, str]] = [
     (r"data\.id_column", "{id}"),
     (r"data\.max_train", "{max_train}"),
     (r"data\.max_eval", "{max_eval}"),
+    (r"\(model\.pooling=last, or auto\)", "(choose last token or auto in {pooling})"),
+    (r"use model\.pooling=native", "choose the model's own head in {pooling}"),
+    (r"model\.pooling=\w+", "this choice of {pooling}"),
     (r"\s*\([^()]*--[a-z][a-z-]*[^()]*\)", ""),  # any other parenthesis that gives a command-line flag
     (r"\s*--set \S+", ""),
 ]
@@ -105,10 +108,10 @@ def page_words(message: Any, fields: Optional[Mapping[str, str]] = None, paths: 
 
     ``paths`` maps internal paths (a stored upload under a content hash) to what the user knows
     (the name of the file they uploaded); ``fields`` maps ``seq``, ``label``, ``id``, ``max_train``,
-    ``max_eval`` to the labels of the fields on this page. Command-line flags and config keys are
+    ``max_eval``, ``pooling`` to the labels of the fields on this page. Command-line flags and config keys are
     replaced by those fields (or dropped); everything else, user text included, is shown verbatim.
     """
-    names = {"seq": "Sequence column", "label": "Label column", "id": "Id column", "max_train": "Max training sequences", "max_eval": "Max dev/test sequences"}
+    names = {"seq": "Sequence column", "label": "Label column", "id": "Id column", "max_train": "Max training sequences", "max_eval": "Max dev/test sequences", "pooling": "Classifier reads"}
     names.update(fields or {})
     marks: list[str] = []  # markdown to put back after escaping, at \x00<n>\x00
 

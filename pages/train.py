@@ -14,7 +14,7 @@ import streamlit as st
 
 from lingo_core import launcher, runs
 from lingo_core.adapters import get_method, method_names, sections_of
-from lingo_core.config import ConfigError, LingoConfig, config_from_dict, load_config
+from lingo_core.config import POOLINGS, ConfigError, LingoConfig, config_from_dict, load_config
 from lingo_core.plan import BudgetSchedule, RunPlan, budget_schedule, plan_steps
 from lingo_core.plots.charts import budget_figure, budget_frame, duration_text, schedule_frame, token_preview_html, token_summary
 from pages._common import (
@@ -43,6 +43,15 @@ from pages._settings import settings_controls
 QUICKSTART = launcher.PROJECT_ROOT / "configs" / "quickstart.yaml"
 TEMPLATE_FIELDS = {"domain", "species", "task", "sequence"}
 OTHER_MODEL = "Other: Hugging Face id or local folder"
+POOLING_LABELS = {
+    "auto": "auto (what the model was trained with)",
+    "mean": "mean of the tokens",
+    "attention": "learnt weighting of the tokens (attention)",
+    "max": "maximum over the tokens",
+    "cls": "CLS token",
+    "native": "the model's own head",
+    "last": "last token (decoders)",
+}
 PREVIEW_CHARS = 150
 FIELDS = {"seq": "Sequence column (CSV)", "label": "Label column(s)", "max_train": "Max training sequences", "max_eval": "Max dev/test sequences each"}
 
@@ -313,6 +322,19 @@ else:
 not_installed = [m for m in models if not m["available"] and not m["install"].startswith("downloads")]
 if not_installed:
     c2.caption("Not installed: " + "; ".join(f"{m['name']} (`{m['install']}`)" for m in not_installed))
+pooling = c1.selectbox(
+    "Classifier reads",
+    list(POOLINGS),
+    index=list(POOLINGS).index(D["model"].get("pooling", "auto")) if D["model"].get("pooling") in POOLINGS else 0,
+    format_func=lambda choice: POOLING_LABELS.get(choice, choice),
+    key="train_pooling",
+    help=(
+        "What the classification head sees of the sequence. auto: what the model was trained to give (the mean of "
+        "the token states for sentence encoders such as MiniLM, the last token for decoders such as OPT or "
+        "Llama, else the CLS token). attention learns a weighting of the tokens (it starts as their mean and "
+        "trains with the head). mean, max, attention and cls are for encoders; decoders read the last token."
+    ),
+)
 
 c1, c2, c3 = st.columns(3)
 prefix_choice = c1.selectbox("Language prefix", ["paper", "rich", "none", "custom"], key="train_prefix", help="paper: Domain / Sequence / Annotation; rich adds species and task; none: the bare sequence")
@@ -465,7 +487,7 @@ if data:
                 "data": {**data, "augment": "reverse_complement" if both_strands else "none",
                          "eval_strands": "both" if both_strands_eval else "given"},
                 "encoding": encoding,
-                "model": {"name": model_name or "minilm-l6", "device": device},
+                "model": {"name": model_name or "minilm-l6", "device": device, "pooling": pooling},
                 "adapter": adapter,
                 "train": train,
                 "run_name": run_name or None,

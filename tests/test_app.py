@@ -245,6 +245,11 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     at.checkbox(key="train_augment").check().run()
     assert at.checkbox(key="train_eval_strands").value is False
     at.checkbox(key="train_eval_strands").check().run()
+    assert at.selectbox(key="train_pooling").value == "auto"
+    before = int(next(m.value for m in at.metric if m.label == "Trainable parameters").replace(",", ""))
+    at.selectbox(key="train_pooling").set_value("attention").run()
+    after = int(next(m.value for m in at.metric if m.label == "Trainable parameters").replace(",", ""))
+    assert after - before == 385  # the plan counts the attention scorer (MiniLM: 384 weights + a bias)
     at.text_input(key="train_run_name").set_value("../escape").run()
     assert "Run name" in texts(at.error) and at.button(key="train_launch").disabled
     at.text_input(key="train_run_name").set_value("apptest-run").run()
@@ -259,6 +264,7 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     assert run.config["adapter"]["ars"]["temperature"] == "uniform" and run.config["adapter"]["adalora"]["tinit"] == 2
     assert run.config["output_dir"] == str(dashboard_runs_dir)
     assert run.config["data"]["augment"] == "reverse_complement" and run.config["data"]["eval_strands"] == "both"
+    assert run.config["model"]["pooling"] == "attention"
     assert "apptest-run" in texts(at.success)
     # what the page showed is the plan of the config it wrote
     plan = plan_run(run.typed_config(), 1000, ["negative", "positive"])
@@ -270,6 +276,22 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     # the queue panel lists it and cancels it
     at.button(key="cancel_apptest-run").click().run()
     assert runs.load_run(run.path).state == "cancelled"
+
+
+def test_train_page_names_the_classifier_field_when_a_decoder_cannot_read_the_choice(dashboard_runs_dir, tiny_opt_dir):
+    """A decoder's classifier reads the last token: an encoder-only choice is refused before launch, in
+    the page's words (the field to change), and the decoder's own choice launches."""
+    at = app("train")
+    at.selectbox(key="train_model").set_value(next(o for o in at.selectbox(key="train_model").options if o.startswith("Other"))).run()
+    at.text_input(key="train_model_other").set_value(str(tiny_opt_dir)).run()
+    at.checkbox(key="train_load_model").check().run()
+    at.selectbox(key="train_pooling").set_value("attention").run()
+    no_exception(at)
+    error = texts(at.error)
+    assert "Classifier reads" in error and "is for encoders" in error and "model.pooling" not in error
+    assert at.button(key="train_launch").disabled
+    at.selectbox(key="train_pooling").set_value("last").run()
+    assert "Classifier reads" not in texts(at.error) and not at.button(key="train_launch").disabled
 
 
 def test_train_page_method_settings_follow_the_method(dashboard_runs_dir):
@@ -724,6 +746,43 @@ def test_queue_runner_survives_a_damaged_status(tmp_path, monkeypatch, garbage):
         assert started.count(bad.name) == 1
     else:  # not a readable status: never started, and never the end of the queue
         assert bad.name not in started and runs.load_run(bad).state == "unknown"
+
+
+def test_queue_runner_starts_a_run_once_when_its_process_dies_mid_scan(tmp_path, monkeypatch):
+    """A started process that exited after the runner settled dead starts but before it scanned the
+    queue looked unstarted, and the run was started a second time (seen in CI). Forced here: the
+    runner's children are made to finish right after each settling pass."""
+    monkeypatch.setenv("LINGO_MAX_PARALLEL", "1")
+    monkeypatch.setattr(launcher, "kick", lambda root: None)
+    first = launcher.launch(_cfg(tmp_path), tmp_path)
+    second = launcher.launch(config_from_dict({"train": {"max_steps": 4}}), tmp_path)
+    started, children = [], []
+
+    def fake_start(run):
+        started.append(run.id)
+        if started.count(run.id) > 1:  # the bug: stop the runner restarting it for ever
+            raise OSError("started twice")
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+        children.append(proc)
+        runs.RunWriter(run.path).update_status(launch_pid=proc.pid)
+        return proc
+
+    settle = launcher._settle_dead_starts
+
+    def settle_then_let_children_finish(all_runs, running):
+        settle(all_runs, running)
+        for proc in children:
+            proc.wait()
+
+    monkeypatch.setattr(launcher, "start", fake_start)
+    monkeypatch.setattr(launcher, "_settle_dead_starts", settle_then_let_children_finish)
+    launcher.drain(tmp_path, poll_s=0.05)
+    assert sorted(started) == sorted([first.name, second.name])
+    launcher.drain(tmp_path, poll_s=0.05)  # the next runner settles a start that died after the last pass
+    assert sorted(started) == sorted([first.name, second.name])
+    for path in (first, second):  # each died before training: failed, with the reason
+        run = runs.load_run(path)
+        assert run.state == "failed" and "before training started" in run.status["error"]
 
 
 def test_queue_runner_goes_on_when_one_run_cannot_start(tmp_path, monkeypatch):
