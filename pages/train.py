@@ -322,10 +322,11 @@ else:
 not_installed = [m for m in models if not m["available"] and not m["install"].startswith("downloads")]
 if not_installed:
     c2.caption("Not installed: " + "; ".join(f"{m['name']} (`{m['install']}`)" for m in not_installed))
+default_pooling = D["model"].get("pooling")
 pooling = c1.selectbox(
     "Classifier reads",
     list(POOLINGS),
-    index=list(POOLINGS).index(D["model"].get("pooling", "auto")) if D["model"].get("pooling") in POOLINGS else 0,
+    index=POOLINGS.index(default_pooling) if default_pooling in POOLINGS else 0,
     format_func=lambda choice: POOLING_LABELS.get(choice, choice),
     key="train_pooling",
     help=(
