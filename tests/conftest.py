@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -16,12 +17,21 @@ from lingo_core.config import default_data_root  # noqa: E402
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+NO_DATA = "real benchmark data not found: set LINGO_DATA_DIR or place it at ../shared/data"
+
+
+def _shared_data_root() -> Optional[Path]:
+    """The shared benchmark data (../shared/data), or None when it is absent."""
+    root = default_data_root()
+    return root if root is not None and (root / "gue").is_dir() else None
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The shared benchmark data (../shared/data); tests that need it skip when it is absent."""
-    root = default_data_root()
-    if root is None or not (root / "gue").is_dir():
-        pytest.skip("real benchmark data not found: set LINGO_DATA_DIR or place it at ../shared/data")
+    root = _shared_data_root()
+    if root is None:
+        pytest.skip(NO_DATA)
     return root
 
 
@@ -124,8 +134,8 @@ def _background_configs() -> dict[str, tuple[Path, list[str]]]:
             [f"train.max_steps={DEMO_RUN_STEPS}", "train.progress_bar=false", "data.max_eval=200", "train.eval_every=75", *DEMO_RUN_OVERRIDES],
         ),
     }
-    root = default_data_root()
-    if root is not None and (root / "gue").is_dir():
+    root = _shared_data_root()
+    if root is not None:
         configs["real_promoter_ars_run"] = (
             PROJECT_ROOT / "configs" / "gue_prom_core_tata_ars.yaml",
             [f"data.root={root}", "data.max_train=1600", "train.max_steps=100", "train.eval_every=25",
@@ -205,7 +215,7 @@ def _background_run(name: str) -> Path:
     if name not in _BACKGROUND:  # e.g. a plugin reordered or re-collected the items: start it now
         configs = _background_configs()
         if name not in configs:
-            pytest.skip("real benchmark data not found: set LINGO_DATA_DIR or place it at ../shared/data")
+            pytest.skip(NO_DATA)
         _BACKGROUND[name] = BackgroundRun(name, *configs[name])
     return _BACKGROUND[name].wait()
 
