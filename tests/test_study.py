@@ -163,6 +163,35 @@ def test_registering_a_method_leaves_existing_cell_ids_alone(tmp_path):
         unregister_method("toy_study_method")
 
 
+def test_a_methods_task_overrides_apply_to_that_method_on_matching_tasks_only(tmp_path):
+    spec = _spec(tmp_path, Path("/m"))
+    spec["grids"] = [{"name": "main", "tasks": ["demo/motifs", "gue/tf/0"], "methods": ["kmer_lr", "lora", "ars"], "seeds": [0]}]
+    before = {(c.task, c.method): c for c in expand(load_study(spec=spec))}
+    spec["methods"]["lora"]["task_overrides"] = {"gue/tf/*": {"train": {"lr": 0.0005}}}
+    after = {(c.task, c.method): c for c in expand(load_study(spec=spec))}
+    changed = {key for key in after if after[key].cell_id != before[key].cell_id}
+    assert changed == {("gue/tf/0", "lora")}  # not LoRA elsewhere, not ARS or the regression on the TF task
+    assert after[("gue/tf/0", "lora")].config["train"]["lr"] == 0.0005
+    assert after[("demo/motifs", "lora")].config["train"]["lr"] == 0.003
+    # a grid's set still wins over the method's task override: it is the cell the grid asks for
+    spec["grids"].append({"name": "fixed", "tasks": ["gue/tf/0"], "methods": ["lora"], "seeds": [0], "set": {"train": {"lr": 0.002}}})
+    fixed = [c for c in expand(load_study(spec=spec)) if "fixed" in c.groups]
+    assert [c.config["train"]["lr"] for c in fixed] == [0.002]
+    # misuse names the key
+    bad = _spec(tmp_path, Path("/m"))
+    bad["methods"]["lora"]["task_overrides"] = [{"train": {"lr": 0.1}}]
+    with pytest.raises(StudyError, match=r"methods\.lora\.task_overrides must map task globs"):
+        load_study(spec=bad)
+    bad = _spec(tmp_path, Path("/m"))
+    bad["methods"]["kmer_lr"]["task_overrides"] = {"*": {"C": [1.0]}}
+    with pytest.raises(StudyError, match=r"methods\.kmer_lr: task_overrides is for trained methods"):
+        load_study(spec=bad)
+    bad = _spec(tmp_path, Path("/m"))
+    bad["methods"]["lora"]["task_overrides"] = {"demo/*": {"train": {"lr": -1}}}
+    with pytest.raises(StudyError, match="lr"):
+        load_study(spec=bad)
+
+
 def test_axes_sets_profiles_and_order(tmp_path):
     spec = _spec(tmp_path, Path("/m"))
     spec["sets"] = {"tasks": ["demo/motifs"], "adapters": ["lora", "ars"]}

@@ -195,11 +195,28 @@ def _parse_grid(spec: dict[str, Any], index: int, grid: dict[str, Any]) -> _Grid
     return _Grid(name, where, tasks, methods, seeds, list(vary), list(axes), grid.get("set") or {})
 
 
-def _method_overlay(spec: dict[str, Any], label: str) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
-    """A method label's config overlay and, for a baseline, its settings."""
+def _method_overlay(spec: dict[str, Any], label: str, task: str) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+    """A method label's config overlay on ``task`` and, for a baseline, its settings.
+
+    A trained method's ``task_overrides`` (``{glob: config}``) are merged onto its overlay for the
+    tasks they match, in file order, e.g. LoRA's learning rate on the TF tasks, where dev chose
+    another one than on the promoters.
+    """
     mspec = copy.deepcopy((spec.get("methods") or {})[label] or {})
+    per_task = mspec.pop("task_overrides", None)
+    if per_task is not None and not isinstance(per_task, dict):
+        raise StudyError(f"methods.{label}.task_overrides must map task globs to config overlays, "
+                         f"e.g. {{'gue/tf/*': {{train: {{lr: 0.0005}}}}}}")
     if "baseline" not in mspec:
+        for pattern, overlay in (per_task or {}).items():
+            if overlay is not None and not isinstance(overlay, dict):
+                raise StudyError(f"methods.{label}.task_overrides.{pattern} must be a config overlay (a mapping)")
+            if fnmatch.fnmatch(task, str(pattern)):
+                mspec = deep_merge(mspec, overlay or {})
         return mspec, None
+    if per_task is not None:
+        raise StudyError(f"methods.{label}: task_overrides is for trained methods; a baseline "
+                         f"({mspec['baseline']}) chooses its settings on dev")
     if mspec["baseline"] not in BASELINES:
         raise StudyError(f"methods.{label}.baseline must be one of {list(BASELINES)}, got {mspec['baseline']!r}")
     baseline = {k: v for k, v in mspec.items() if k != "data"}
@@ -207,7 +224,8 @@ def _method_overlay(spec: dict[str, Any], label: str) -> tuple[dict[str, Any], O
 
 
 def _resolve(spec: dict[str, Any], grid: _Grid, task: str, overlay: dict[str, Any], axis: tuple, seed: int) -> dict[str, Any]:
-    """The config values of one cell: base < task overrides < method < grid ``set`` < axes < task/seed."""
+    """The config values of one cell: base < task overrides < method (with its task overrides) < grid ``set``
+    < axes < task/seed."""
     model, encoding, prefix, combo = axis
     values = deep_merge(spec.get("base") or {}, _task_overlay(spec, task))
     values = deep_merge(values, overlay)
@@ -233,7 +251,7 @@ def expand(study: Study) -> list[Cell]:
         grid = _parse_grid(spec, index, entry)
         for task in grid.tasks:
             for method in grid.methods:
-                overlay, baseline = _method_overlay(spec, method)
+                overlay, baseline = _method_overlay(spec, method, task)
                 for axis in grid.axes:
                     for seed in grid.seeds:
                         try:

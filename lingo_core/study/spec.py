@@ -18,7 +18,9 @@ A study file (YAML) has these top-level keys:
     ``{label: config}``: what each method label means. A config overlay (e.g.
     ``{adapter: {method: ars, ars: {mode: paper}}}``), or a non-neural baseline
     ``{baseline: kmer_lr, k: [3, 4, 5, 6], C: [0.1, 1, 10]}`` (k-mer logistic regression, k and C
-    selected on dev).
+    selected on dev). A trained method's ``task_overrides`` (``{glob: config}``) apply to that method
+    on the matching tasks only (e.g. ``lora: {adapter: {method: lora}, train: {lr: 0.001},
+    task_overrides: {"gue/tf/*": {train: {lr: 0.0005}}}}``); a grid's ``set`` and axes still win.
 ``sets``
     ``{name: [items]}``: named lists of tasks or methods. A grid's ``tasks``/``methods`` may name a
     set, or list set names among plain items; a profile can then change a set in one place.
