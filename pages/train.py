@@ -153,6 +153,15 @@ def review_plan(cfg: LingoConfig, task: Any, with_model: bool, problems: list[st
         problems.append("empty budget schedule")
         return None, steps
     plan = None
+    if not with_model:
+        # the plan checks the classifier against the loaded architecture; without it, the family from the
+        # model's config (registry, local folder or cache) still catches an encoder-only choice on a decoder
+        from lingo_core.models import pooling_problem
+
+        mismatch = pooling_problem(cfg.model.name, cfg.model.pooling)
+        if mismatch:
+            st.error(f"Model: {page_words(mismatch)}")
+            problems.append("the classifier does not fit the model")
     if with_model:
         key = json.dumps({**cfg.to_dict(), "run_name": None}, sort_keys=True, default=str)
         try:

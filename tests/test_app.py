@@ -284,12 +284,22 @@ def test_train_page_names_the_classifier_field_when_a_decoder_cannot_read_the_ch
     at = app("train")
     at.selectbox(key="train_model").set_value(next(o for o in at.selectbox(key="train_model").options if o.startswith("Other"))).run()
     at.text_input(key="train_model_other").set_value(str(tiny_opt_dir)).run()
-    at.checkbox(key="train_load_model").check().run()
     at.selectbox(key="train_pooling").set_value("attention").run()
+    # before the architecture is loaded: the family comes from the folder's config.json
     no_exception(at)
     error = texts(at.error)
     assert "Classifier reads" in error and "is for encoders" in error and "model.pooling" not in error
     assert at.button(key="train_launch").disabled
+    at.checkbox(key="train_load_model").check().run()  # the plan checks it on the architecture: one message
+    no_exception(at)
+    error = texts(at.error)
+    assert error.count("is for encoders") == 1 and "Classifier reads" in error and "model.pooling" not in error
+    assert at.button(key="train_launch").disabled
+    at.checkbox(key="train_load_model").uncheck().run()
+    at.selectbox(key="train_pooling").set_value("last").run()
+    assert "Classifier reads" not in texts(at.error) and not at.button(key="train_launch").disabled
+    at.selectbox(key="train_pooling").set_value("attention").run()
+    at.checkbox(key="train_load_model").check().run()
     at.selectbox(key="train_pooling").set_value("last").run()
     assert "Classifier reads" not in texts(at.error) and not at.button(key="train_launch").disabled
 

@@ -8,7 +8,7 @@ import torch
 from lingo_core.adapters import build_adapter
 from lingo_core.config import EncodingConfig, ModelConfig, config_from_dict
 from lingo_core.encoding import NUCLEOTIDE_TOKENS
-from lingo_core.models import ModelError, load_model, resolve_pooling
+from lingo_core.models import ModelError, load_model, model_family, pooling_problem, resolve_pooling
 
 
 def _logits(loaded, texts):
@@ -83,6 +83,24 @@ def test_pooling_choices_are_checked_against_the_architecture(tmp_path):
         resolve_pooling("max", "llama", None)
     with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
         resolve_pooling("attention", "opt", None)
+
+
+def test_the_family_and_a_pooling_mismatch_are_known_from_the_config_alone(tmp_path, tiny_opt_dir):
+    import json
+
+    assert model_family("minilm-l6") == "bert" and model_family("smollm2-135m") == "llama"
+    assert model_family(str(tiny_opt_dir)) == "opt"
+    (tmp_path / "gpt").mkdir()
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    assert model_family(str(tmp_path / "gpt")) == "gpt2"
+    assert model_family(str(tmp_path / "broken")) is None  # unknown, not an error: the plan checks it later
+    assert model_family("no-such-org/no-such-model") is None and model_family(str(tmp_path / "missing")) is None
+    assert "decoder's classifier reads the last real token" in pooling_problem(str(tiny_opt_dir), "mean")
+    assert "is for encoders" in pooling_problem("smollm2-135m", "attention")
+    assert pooling_problem(str(tiny_opt_dir), "last") is None and pooling_problem(str(tiny_opt_dir), "auto") is None
+    assert pooling_problem("minilm-l6", "max") is None and pooling_problem(str(tmp_path / "broken"), "mean") is None
 
 
 def test_runs_made_before_pooling_existed_load_with_the_native_head(tmp_path):
