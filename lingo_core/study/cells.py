@@ -123,10 +123,11 @@ def cell_identity(config: dict[str, Any], baseline: Optional[dict[str, Any]] = N
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
-def _task_overlay(spec: dict[str, Any], task: str) -> dict[str, Any]:
+def _task_overlay(overrides: Optional[dict[str, Any]], task: str) -> dict[str, Any]:
+    """The overlays of ``overrides`` (``{glob: config}``) whose glob matches ``task``, merged in file order."""
     out: dict[str, Any] = {}
-    for pattern, overlay in (spec.get("task_overrides") or {}).items():
-        if fnmatch.fnmatch(task, pattern):
+    for pattern, overlay in (overrides or {}).items():
+        if fnmatch.fnmatch(task, str(pattern)):
             out = deep_merge(out, overlay or {})
     return out
 
@@ -211,9 +212,7 @@ def _method_overlay(spec: dict[str, Any], label: str, task: str) -> tuple[dict[s
         for pattern, overlay in (per_task or {}).items():
             if overlay is not None and not isinstance(overlay, dict):
                 raise StudyError(f"methods.{label}.task_overrides.{pattern} must be a config overlay (a mapping)")
-            if fnmatch.fnmatch(task, str(pattern)):
-                mspec = deep_merge(mspec, overlay or {})
-        return mspec, None
+        return deep_merge(mspec, _task_overlay(per_task, task)), None
     if per_task is not None:
         raise StudyError(f"methods.{label}: task_overrides is for trained methods; a baseline "
                          f"({mspec['baseline']}) chooses its settings on dev")
@@ -227,7 +226,7 @@ def _resolve(spec: dict[str, Any], grid: _Grid, task: str, overlay: dict[str, An
     """The config values of one cell: base < task overrides < method (with its task overrides) < grid ``set``
     < axes < task/seed."""
     model, encoding, prefix, combo = axis
-    values = deep_merge(spec.get("base") or {}, _task_overlay(spec, task))
+    values = deep_merge(spec.get("base") or {}, _task_overlay(spec.get("task_overrides"), task))
     values = deep_merge(values, overlay)
     values = deep_merge(values, grid.overlay)
     if model is not None:
