@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -402,7 +403,23 @@ def _load_tokenizer(source: str, trust_remote_code: bool, **kwargs):
     return tokenizer
 
 
-def _gguf_config(path: Path, num_labels: int, problem_type: str):
+_DROPOUT_KEY = re.compile(r"dropout|pdrop")  # BERT hidden/attention/classifier, OPT, LLaMA, GPT-2 names
+
+
+def set_dropout(config, rate: Optional[float]) -> list[str]:
+    """Set every dropout rate of a transformers ``config`` (names containing ``dropout`` or ``pdrop``
+    whose value is a number or unset) to ``rate``, before the model is built from it; ``None`` keeps
+    them. Returns the keys it set."""
+    if rate is None:
+        return []
+    keys = [key for key, value in config.to_dict().items()
+            if _DROPOUT_KEY.search(key) and (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)))]
+    for key in keys:
+        setattr(config, key, float(rate))
+    return keys
+
+
+def _gguf_config(path: Path, num_labels: int, problem_type: str, dropout: Optional[float] = None):
     """The plain (not quantised) transformers config of a GGUF checkpoint."""
     from transformers import AutoConfig
 
@@ -410,14 +427,15 @@ def _gguf_config(path: Path, num_labels: int, problem_type: str):
     config.problem_type = problem_type
     if hasattr(config, "quantization_config"):
         del config.quantization_config
+    set_dropout(config, dropout)
     return config
 
 
-def _load_gguf(path: Path, num_labels: int, problem_type: str, empty: bool = False):
+def _load_gguf(path: Path, num_labels: int, problem_type: str, empty: bool = False, dropout: Optional[float] = None):
     """Load a GGUF checkpoint and rebuild it as a plain (dequantised) transformers model."""
     from transformers import AutoModelForSequenceClassification
 
-    config = _gguf_config(path, num_labels, problem_type)
+    config = _gguf_config(path, num_labels, problem_type, dropout)
     tokenizer = _load_tokenizer(str(path.parent), False, gguf_file=path.name)
     if empty:
         return _empty_from_config(config), tokenizer
@@ -432,15 +450,18 @@ def _load_gguf(path: Path, num_labels: int, problem_type: str, empty: bool = Fal
     return model, tokenizer
 
 
-def _load_folder_or_hub(source: str, num_labels: int, problem_type: str, empty: bool, trust_remote_code: bool = False):
+def _load_folder_or_hub(source: str, num_labels: int, problem_type: str, empty: bool, trust_remote_code: bool = False,
+                        dropout: Optional[float] = None):
     """A classifier from a local folder or a hub id: its weights, or (``empty``) its architecture only."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    kwargs = {"num_labels": num_labels, "problem_type": problem_type, "trust_remote_code": trust_remote_code}
+    config = AutoConfig.from_pretrained(source, num_labels=num_labels, problem_type=problem_type, trust_remote_code=trust_remote_code)
+    set_dropout(config, dropout)
     if empty:
-        return _empty_from_config(AutoConfig.from_pretrained(source, **kwargs), trust_remote_code)
+        return _empty_from_config(config, trust_remote_code)
     # a checkpoint saved with a head of another size (a 2-class classifier, a 3-class task) gets a fresh head
-    return AutoModelForSequenceClassification.from_pretrained(source, **kwargs, ignore_mismatched_sizes=True)
+    return AutoModelForSequenceClassification.from_pretrained(source, config=config, trust_remote_code=trust_remote_code,
+                                                              ignore_mismatched_sizes=True)
 
 
 def _load_backbone(cfg: ModelConfig, num_labels: int, problem_type: str, empty: bool):
@@ -451,12 +472,12 @@ def _load_backbone(cfg: ModelConfig, num_labels: int, problem_type: str, empty: 
         if path is None:
             raise ModelError(f"model '{cfg.name}' is not installed; install it with: {spec.install}")
         if spec.loader == "gguf":
-            return (*_load_gguf(path, num_labels, problem_type, empty), str(path))
-        model = _load_folder_or_hub(str(path), num_labels, problem_type, empty)
+            return (*_load_gguf(path, num_labels, problem_type, empty, cfg.dropout), str(path))
+        model = _load_folder_or_hub(str(path), num_labels, problem_type, empty, dropout=cfg.dropout)
         return model, _load_tokenizer(str(path), False), str(path)
     try:
         tokenizer = _load_tokenizer(cfg.name, cfg.trust_remote_code)
-        model = _load_folder_or_hub(cfg.name, num_labels, problem_type, empty, cfg.trust_remote_code)
+        model = _load_folder_or_hub(cfg.name, num_labels, problem_type, empty, cfg.trust_remote_code, cfg.dropout)
     except (OSError, ValueError) as exc:
         hint = (
             "HF_HUB_OFFLINE=1 is set, so only the local cache is used"

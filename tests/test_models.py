@@ -103,6 +103,32 @@ def test_the_family_and_a_pooling_mismatch_are_known_from_the_config_alone(tmp_p
     assert pooling_problem("minilm-l6", "max") is None and pooling_problem(str(tmp_path / "broken"), "mean") is None
 
 
+@pytest.mark.parametrize("family", ["bert", "opt"])
+def test_model_dropout_sets_every_dropout_rate_of_the_backbone_and_keeps_its_weights(family, tiny_bert_dir, tiny_opt_dir):
+    """model.dropout: 0 turns off every dropout the backbone builds (modules and config rates); null keeps them."""
+    source = str(tiny_bert_dir if family == "bert" else tiny_opt_dir)
+    kept = load_model(ModelConfig(name=source, pooling="auto"), 2)
+    off = load_model(ModelConfig(name=source, pooling="auto", dropout=0.0), 2)
+    rates = {"bert": ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"),
+             "opt": ("dropout", "attention_dropout")}[family]
+    assert all(getattr(off.model.config, key) == 0.0 for key in rates)
+    assert any(getattr(kept.model.config, key) for key in rates)  # the models' own rates are not all 0
+    assert {m.p for m in off.model.modules() if isinstance(m, torch.nn.Dropout)} <= {0.0}  # OPT's are functional
+    kept_weights, off_weights = kept.model.state_dict(), off.model.state_dict()
+    heads = ("classifier", "score")  # the fresh head is drawn at random in each load
+    for name, value in kept_weights.items():
+        if not name.startswith(heads):
+            torch.testing.assert_close(off_weights[name], value, rtol=0, atol=0)
+    # in training mode, two passes agree only without dropout
+    batch = off.tokenizer(["ACGTACGTTTGACA"], return_tensors="pt")
+    for loaded, same in ((off, True), (kept, False)):
+        loaded.model.train()
+        torch.manual_seed(0)
+        first = loaded.model(**batch).logits
+        second = loaded.model(**batch).logits
+        assert torch.equal(first, second) is same
+
+
 def test_runs_made_before_pooling_existed_load_with_the_native_head(tmp_path):
     from lingo_core import runs
 

@@ -22,6 +22,7 @@ from lingo_core.study import (
     StudyInterrupted,
     POOLED,
     build_table,
+    cell_identity,
     choose_on_dev,
     compare_methods,
     expand,
@@ -112,6 +113,17 @@ def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
     assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
     spec["base"]["data"]["eval_strands"] = "both"
     assert not {c.cell_id for c in expand(load_study(spec=spec))} & ids
+    # model.dropout at null (the backbone's own rates) keeps the id of a cell recorded before the key existed;
+    # 0 is a new cell for the networks only
+    lora = next(c for c in cells if c.method == "lora")
+    recorded_before = copy.deepcopy(lora.config)
+    del recorded_before["model"]["dropout"]
+    assert cell_identity(recorded_before) == cell_identity(lora.config) == lora.cell_id.rsplit("-", 1)[1]
+    spec = _spec(tmp_path, Path("/nonexistent-model"))
+    spec["base"]["model"]["dropout"] = 0.0
+    no_dropout = expand(load_study(spec=spec))
+    assert {c.cell_id for c in no_dropout if c.kind == "train"}.isdisjoint(ids)
+    assert {c.cell_id for c in no_dropout if c.kind != "train"} == {c.cell_id for c in cells if c.kind != "train"}
     # encoding.nucleotide_init matters only for the nucleotide encoding: other cells keep their ids at any value
     trained = lambda cs: [c for c in cs if c.kind == "train"]  # noqa: E731
     for init in ("mean", "letters"):

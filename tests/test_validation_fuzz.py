@@ -342,6 +342,7 @@ def test_the_last_resort_handler_prints_one_line_and_a_log(monkeypatch, tmp_path
         ("data.max_train=0", "data.max_train must be >= 1"),
         ("model.device=gpu", "model.device must be"),
         ("model.dtype=float8", "model.dtype must be one of"),
+        ("model.dropout=1.0", r"model\.dropout must be in \[0\.0, 1\.0\)"),
         ("encoding.prefix='{sequence} {label}'", r"unknown field \{label\}"),
         ("run_name=../../x", "must be a folder name, not a path"),
         ("run_name=..", "must not start with '.'"),

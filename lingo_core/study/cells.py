@@ -30,7 +30,7 @@ _VOLATILE = (("output_dir",), ("run_name",), ("train", "progress_bar"))
 # config keys added after studies had been run, with the value that reproduces the old behaviour: at
 # that value they are left out of a cell's identity, so cells finished before the key existed stay valid
 _NEUTRAL_DEFAULTS = {("adapter", "adalora", "lambda_lr_scale"): 1.0, ("encoding", "nucleotide_init"): "mean",
-                     ("data", "augment"): "none", ("data", "eval_strands"): "given"}
+                     ("data", "augment"): "none", ("data", "eval_strands"): "given", ("model", "dropout"): None}
 # keys that change nothing unless another key has a value: (key, (other key, value))
 _ONLY_WHEN = {("encoding", "nucleotide_init"): (("encoding", "sequence"), "nucleotide")}
 # keys that change nothing for the native encoding, with the default every finished native cell carries: a
