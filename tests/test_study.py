@@ -22,7 +22,6 @@ from lingo_core.study import (
     StudyInterrupted,
     POOLED,
     build_table,
-    cell_identity,
     choose_on_dev,
     compare_methods,
     expand,
