@@ -236,7 +236,7 @@ def demo_run() -> Path:
 @pytest.fixture(scope="session")
 def real_promoter_ars_run(data_root) -> Path:
     """The shipped ARS config on real TATA promoters, cut short (100 steps on 1,600 training sequences at
-    lr 2e-3, dev evaluated at steps 50 and 100), trained in the background. It is the suite's last
+    lr 2e-3, dev evaluated at steps 50 and 100), trained in the background. It used to be the suite's last
     background run to finish; evaluating dev at 50 and 100 instead of every 25 steps cut its CPU time by
     13 % (292 s -> 253 s on one thread, 2026-12-04) with the same selected checkpoint's dev MCC (0.41) and
     test AUROC (0.74)."""
