@@ -6,6 +6,11 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One torch thread per process (inherited by the subprocesses the tests start): the suite's models are tiny and
+# a second thread bought nothing but CPU (tests/test_train.py alone, side by side on 2 cores, 2026-12-04: 181 s
+# wall and 227 CPU-seconds with two threads, 175 s and 186 with one), which the background runs need.
+_THREADS_SET_BY_USER = "OMP_NUM_THREADS" in os.environ
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
@@ -160,6 +165,8 @@ class BackgroundRun:
         env = dict(os.environ)
         if beside_other_tests:  # one core and a lower priority: the other tests keep their speed
             env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        elif not _THREADS_SET_BY_USER:  # alone (only its tests selected): every core, as a user's run
+            env.pop("OMP_NUM_THREADS", None)
         self.log = open(self.out / "train.log", "w")
         self.proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      preexec_fn=(lambda: os.nice(10)) if beside_other_tests else None)
@@ -218,6 +225,21 @@ def _background_run(name: str) -> Path:
             pytest.skip(NO_DATA)
         _BACKGROUND[name] = BackgroundRun(name, *configs[name])
     return _BACKGROUND[name].wait()
+
+
+@pytest.fixture(autouse=True)
+def _every_core_for_the_tests_that_run_last(request):
+    """The tests that read a background run run last, when the machine is otherwise idle: they get every core
+    back from the suite's one-thread default (the motif attribution test took 95 s on one thread, 63 s on two)."""
+    if not set(request.fixturenames) & {"demo_run", "real_promoter_ars_run"}:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or threads)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,33 @@ def tiny_config(model_dir: Path, output_dir: Path, method: str = "ars", **overri
         "output_dir": str(output_dir),
     }
     return config_from_dict(deep_update(values, override))
+
+
+@dataclass
+class CliResult:
+    """What a finished ``python -m lingo_core`` command left: exit code, stdout, stderr."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str) -> CliResult:
+    """``python -m lingo_core ARGS`` run in this process, from the project root: the same parser, commands
+    and error handling (``lingo_core.cli.main``), without the ~7-15 s a new interpreter spends importing
+    torch and transformers. The entry point itself runs as its own process in the background runs
+    (tests/conftest.py), the resume and torchrun tests (test_train.py) and test_config_encoding.py."""
+    from lingo_core.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(Path(__file__).resolve().parent.parent)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(here)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def cli_dying_after_checkpoint(step: int) -> str:

@@ -7,7 +7,6 @@ on the planted motif positions than elsewhere. The other tests use the tiny BERT
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -27,7 +26,7 @@ from lingo_core.data import make_demo_task
 from lingo_core.predict import load_predictor
 from lingo_core.train import train
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import tiny_config
+from tests.helpers import run_cli, tiny_config
 
 DEMO = make_demo_task(n_train=4, n_dev=4, n_test=60, seed=11)
 # Measured on the session's demo run (ARS on WordPiece tokens, 150 steps; 4 positive test sequences):
@@ -169,9 +168,7 @@ def test_dependencies_run_one_way():
     assert done.returncode == 0, done.stderr
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "lingo_core", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+_cli = run_cli  # the CLI's own main, in this process (tests/helpers.py)
 
 
 def test_cli_attribute_writes_npz_and_csv(tiny_predictor, tmp_path):

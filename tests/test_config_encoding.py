@@ -12,6 +12,7 @@ from lingo_core.config import ConfigError, EncodingConfig, load_config
 from lingo_core.encoding import PROMPT, SEQUENCE, SPECIAL, EncodingError, SequenceEncoder, add_nucleotide_tokens
 from lingo_core.models import REGISTRY, ModelError, list_models, resolve_device
 from tests.conftest import PROJECT_ROOT
+from tests.helpers import run_cli
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
@@ -154,8 +155,6 @@ def test_cli_lists_models_and_benchmarks(data_root):
     env_cmd = [sys.executable, "-m", "lingo_core"]
     models = subprocess.run([*env_cmd, "list-models"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert models.returncode == 0 and "minilm-l6" in models.stdout and "yes" in models.stdout
-    benchmarks = subprocess.run(
-        [*env_cmd, "list-benchmarks", "--root", str(data_root)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
-    )
+    benchmarks = run_cli("list-benchmarks", "--root", str(data_root))  # in this process; list-models above ran as its own
     assert benchmarks.returncode == 0
     assert "gue/prom_core_tata" in benchmarks.stdout and "demo/motifs" in benchmarks.stdout

@@ -14,8 +14,9 @@ browser download does not work offline). The test:
    scores the same sequences on Panel, sees the heat map with each task's test metrics, and clicks a
    cell, which opens Attribute with that sequence filled in;
 5. checks that the favicon is served by the app itself (no font CDN, which fails offline);
-6. saves a screenshot of every page under ``test-artifacts/screenshots/`` (and, with
-   ``LINGO_UPDATE_SCREENSHOTS=1``, into ``docs/img/`` for the documentation). With
+6. with ``LINGO_SCREENSHOTS=1``, saves a screenshot of every page under ``test-artifacts/screenshots/``
+   (with ``LINGO_UPDATE_SCREENSHOTS=1`` also into ``docs/img/`` for the documentation); without, the
+   pictures are skipped (about 30 s of the test on 2 cores) and only a failure is photographed. With
    ``LINGO_SCREENSHOT_RUN=/path/to/a/finished/quickstart/run`` the Runs, Predict, Attribute and
    Compare pictures show that run (a model that learnt) instead of the test's 8-step run.
 
@@ -48,6 +49,7 @@ RUN_TIMEOUT_S = 420  # the short run on a busy 2-core machine
 SEQUENCE = "GCGTACCTATAAAAGCGTTACGACGGTCCAATCGATCGTACGTTAGCATCGATCG"
 INJECTED = "[click](http://evil.example/x)![img](http://evil.example/i.png)"  # a FASTA header that must stay text
 SHOWCASE = os.environ.get("LINGO_SCREENSHOT_RUN")  # a finished quickstart run for the documentation's pictures
+SCREENSHOTS = os.environ.get("LINGO_SCREENSHOTS") == "1" or os.environ.get("LINGO_UPDATE_SCREENSHOTS") == "1"
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` (.ci/run does)", allow_module_level=True)
@@ -131,8 +133,10 @@ def set_number(page, label: str, value) -> None:
     settle(page)
 
 
-def screenshot(page, name: str) -> Path:
-    """A picture of the whole page (Streamlit scrolls inside its main area: grow the viewport)."""
+def screenshot(page, name: str) -> Optional[Path]:
+    """A picture of the whole page (Streamlit scrolls inside its main area: grow the viewport), when asked."""
+    if not SCREENSHOTS:
+        return None
     from PIL import Image
 
     height = 0

@@ -10,10 +10,7 @@ against ``predict`` to 1e-5.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +27,7 @@ from lingo_core.panel import PanelError, check_panel, group_compatible, label_co
 from lingo_core.panel.attach import FusedLoraLinear
 from lingo_core.predict import Predictor
 from lingo_core.train import train
-from tests.conftest import PROJECT_ROOT
-from tests.helpers import tiny_config
+from tests.helpers import run_cli, tiny_config
 
 DEMO = make_demo_task(n_train=4, n_dev=4, n_test=40, seed=321)
 STEPS = {"train": {"max_steps": 4, "eval_every": 4}}
@@ -376,12 +372,8 @@ def test_cli_scores_lists_and_refuses(panel, panel_runs, tmp_path, capsys):
 
 
 def test_cli_runs_dir_takes_the_largest_compatible_group(panel_runs, tmp_path):
-    """In its own process, as a user runs it: the full run is left out with its reason, the rest scored."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "lingo_core", "panel", "--runs-dir", str(panel_runs["lora"].parent), DEMO.test.sequences[0]],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
+    """As a user runs it: the full run is left out with its reason, the rest scored."""
+    done = run_cli("panel", "--runs-dir", str(panel_runs["lora"].parent), DEMO.test.sequences[0])
     assert done.returncode == 0, done.stderr
     assert "panel of 3 run(s) sharing" in done.stderr and "left out" in done.stderr and "full fine-tuning" in done.stderr
     header = done.stdout.splitlines()[0].split(",")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,8 +22,7 @@ from lingo_core.inference import logits_to_probs, predict_logits
 from lingo_core.predict import load_predictor
 from lingo_core.sequence_input import parse_fasta_records, read_csv_input, reverse_complement
 from lingo_core.train import train
-from tests.conftest import PROJECT_ROOT
-from tests.helpers import tiny_config
+from tests.helpers import run_cli, tiny_config
 
 DEMO = make_demo_task(n_train=4, n_dev=4, n_test=40, seed=123)
 
@@ -244,9 +241,7 @@ def test_multi_label_runs_report_per_label_probabilities(tiny_bert_dir, tmp_path
 # --------------------------------------------------------------------------------------- CLI
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "lingo_core", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+_cli = run_cli  # the CLI's own main, in this process (tests/helpers.py)
 
 
 def test_cli_predict_fasta_to_csv_and_raw_sequences_to_stdout(tiny_run, tmp_path):

@@ -17,14 +17,10 @@ from lingo_core.data import DataError
 from lingo_core.inference import evaluate_run, load_trained
 from lingo_core.train import train
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import cli_dying_after_checkpoint, tiny_config
+from tests.helpers import cli_dying_after_checkpoint, run_cli, tiny_config
 
 
-def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "lingo_core", *args], cwd=PROJECT_ROOT, env=full_env, capture_output=True, text=True, timeout=600
-    )
+_run_cli = run_cli  # the CLI's own main, in this process (tests/helpers.py)
 
 
 @pytest.mark.parametrize("method", ["lora", "adalora", "ars", "head", "full"])

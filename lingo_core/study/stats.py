@@ -171,19 +171,23 @@ def disagreement(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]]) -> Optional
     return float(np.mean(shares)) if shares else None
 
 
-def resampled_mcc(labels: np.ndarray, predicted: np.ndarray, num_classes: int, index: np.ndarray) -> float:
-    """Matthews correlation of ``predicted`` against ``labels`` at the rows ``index`` (repeats allowed).
+def resampled_mcc(labels: np.ndarray, predicted: np.ndarray, num_classes: int, indices: np.ndarray) -> np.ndarray:
+    """Matthews correlation of ``predicted`` against ``labels`` for each row of ``indices`` (one resample of
+    the rows per row, repeats allowed; a 1-D ``indices`` is one resample).
 
     The multi-class formula from the confusion matrix (as scikit-learn computes it; 0 where undefined),
-    in microseconds: the bootstrap calls it thousands of times.
+    for all resamples at once: one bincount builds every resample's confusion matrix.
     """
-    confusion = np.bincount(labels[index] * num_classes + predicted[index], minlength=num_classes * num_classes)
-    confusion = confusion.reshape(num_classes, num_classes).astype(np.float64)
-    true_counts, predicted_counts = confusion.sum(1), confusion.sum(0)
-    total, correct = confusion.sum(), np.trace(confusion)
-    numerator = correct * total - predicted_counts @ true_counts
-    denominator = np.sqrt((total**2 - predicted_counts @ predicted_counts) * (total**2 - true_counts @ true_counts))
-    return float(numerator / denominator) if denominator > 0 else 0.0
+    indices = np.atleast_2d(indices)
+    cells = num_classes * num_classes
+    offsets = np.arange(len(indices))[:, None] * cells
+    flat = (labels[indices] * num_classes + predicted[indices] + offsets).ravel()
+    confusion = np.bincount(flat, minlength=len(indices) * cells).reshape(-1, num_classes, num_classes).astype(np.float64)
+    true_counts, predicted_counts = confusion.sum(2), confusion.sum(1)
+    total, correct = confusion.sum((1, 2)), np.trace(confusion, axis1=1, axis2=2)
+    numerator = correct * total - (predicted_counts * true_counts).sum(1)
+    denominator = np.sqrt((total**2 - (predicted_counts**2).sum(1)) * (total**2 - (true_counts**2).sum(1)))
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
 class RankedScores:
@@ -194,23 +198,30 @@ class RankedScores:
         _, self.group = np.unique(scores, return_inverse=True)  # equal scores share a group (ties count half)
         self.groups = int(self.group.max()) + 1 if len(self.group) else 0
 
-    def auroc(self, index: np.ndarray) -> float:
-        """Area under the ROC curve at the rows ``index`` (repeats allowed): the Mann-Whitney statistic
-        with ties counted half, which is what scikit-learn's ``roc_auc_score`` computes; nan with one class."""
-        weight = np.bincount(index, minlength=len(self.positive)).astype(np.float64)
-        positives = np.bincount(self.group, weights=weight * self.positive, minlength=self.groups)
-        negatives = np.bincount(self.group, weights=weight * ~self.positive, minlength=self.groups)
-        n_positive, n_negative = positives.sum(), negatives.sum()
-        if n_positive == 0 or n_negative == 0:
-            return float("nan")
-        negatives_below = np.cumsum(negatives) - negatives
-        return float(positives @ (negatives_below + 0.5 * negatives) / (n_positive * n_negative))
+    def auroc(self, indices: np.ndarray) -> np.ndarray:
+        """Area under the ROC curve for each row of ``indices`` (one resample per row, repeats allowed; a 1-D
+        ``indices`` is one resample): the Mann-Whitney statistic with ties counted half, which is what
+        scikit-learn's ``roc_auc_score`` computes; nan for a resample with one class."""
+        indices = np.atleast_2d(indices)
+        resamples, rows = len(indices), len(self.positive)
+        offsets = np.arange(resamples)[:, None]
+        weight = np.bincount((indices + offsets * rows).ravel(), minlength=resamples * rows).reshape(resamples, rows)
+        group = (self.group[None, :] + offsets * self.groups).ravel()
+        size = resamples * self.groups
+        positives = np.bincount(group, weights=(weight * self.positive).ravel(), minlength=size).reshape(resamples, -1)
+        negatives = np.bincount(group, weights=(weight * ~self.positive).ravel(), minlength=size).reshape(resamples, -1)
+        pairs = positives.sum(1) * negatives.sum(1)
+        negatives_below = np.cumsum(negatives, axis=1) - negatives
+        wins = (positives * (negatives_below + 0.5 * negatives)).sum(1)
+        return np.divide(wins, pairs, out=np.full(resamples, np.nan), where=pairs > 0)
 
 
 def bootstrap_interval(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]], metric: str = "test_mcc",
-                       resamples: int = 1000, seed: int = 0) -> Optional[tuple[float, float]]:
+                       resamples: int = 1000, seed: int = 0, block: int = 100) -> Optional[tuple[float, float]]:
     """95 % interval of the mean paired difference when the test set is resampled (same resample for
-    both runs of a pair; one per seed), so test-set size enters the uncertainty, not only seeds."""
+    both runs of a pair; one per seed), so test-set size enters the uncertainty, not only seeds.
+
+    Resamples are scored ``block`` at a time (memory: block x test rows per pair)."""
     name = metric.removeprefix("test_")
     if name not in ("mcc", "auroc") or not pairs or "label" not in pairs[0][0].columns:
         return None
@@ -223,19 +234,22 @@ def bootstrap_interval(pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame]], metri
         labels = labels.astype(np.int64)
         if name == "mcc":
             classes = a.shape[1]
-            scorers.append([lambda index, l=labels, p=probs.argmax(1), k=classes: resampled_mcc(l, p, k, index)
+            scorers.append([lambda indices, l=labels, p=probs.argmax(1), k=classes: resampled_mcc(l, p, k, indices)
                             for probs in (a, b)])
         else:
             scorers.append([RankedScores(labels, probs[:, 1]).auroc for probs in (a, b)])
 
     generator = np.random.default_rng(seed)
+    sizes = [len(labels) for labels, _, _ in data]
     means = []
-    for _ in range(resamples):
-        diffs = []
-        for (labels, _, _), (score_a, score_b) in zip(data, scorers):
-            idx = generator.integers(0, len(labels), len(labels))
-            diffs.append(score_a(idx) - score_b(idx))
-        means.append(np.nanmean(diffs))
+    for first in range(0, resamples, block):
+        count = min(block, resamples - first)
+        indices = [np.empty((count, n), dtype=np.int64) for n in sizes]
+        for row in range(count):  # drawn resample by resample, pair by pair: one fixed stream for a given seed
+            for drawn, n in zip(indices, sizes):
+                drawn[row] = generator.integers(0, n, n)
+        diffs = np.column_stack([score_a(idx) - score_b(idx) for (score_a, score_b), idx in zip(scorers, indices)])
+        means.extend(np.nanmean(diffs, axis=1))
     low, high = np.nanpercentile(means, [2.5, 97.5])
     return float(low), float(high)
 
