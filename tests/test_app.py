@@ -451,29 +451,33 @@ def damage(path: Path, kind: str) -> None:
     (path / name).write_bytes(content)
 
 
-@pytest.mark.parametrize("kind", list(DAMAGES))
-def test_every_page_survives_a_damaged_run_and_shows_it_as_damaged(dashboard_runs_dir, kind):
-    """One malformed run directory crashed Home, Runs, Compare, Predict and Train: each page now works,
-    the other runs are unaffected, and the bad run is listed as damaged with the reason."""
+def test_every_page_survives_damaged_runs_and_shows_each_as_damaged(dashboard_runs_dir):
+    """One malformed run directory crashed Home, Runs, Compare, Predict and Train: with a run of every kind
+    of damage beside a good one, each page now works, the good run is unaffected, and every bad run is
+    listed as damaged with its own reason."""
     good = fake_run(dashboard_runs_dir, "20261125-100000-ars-demo_motifs-good")
-    bad = fake_run(dashboard_runs_dir, "20261125-100001-ars-demo_motifs-bad")
-    damage(bad, kind)
-    reason = DAMAGES[kind][2]
+    bad = {}
+    for number, kind in enumerate(DAMAGES, start=1):
+        bad[kind] = fake_run(dashboard_runs_dir, f"20261125-10000{number}-ars-demo_motifs-bad{number}")
+        damage(bad[kind], kind)
     for page in ("home", "runs", "compare", "predict", "panel", "attribute", "train"):
         at = app(page)
         no_exception(at)
         if page == "home":
             table = at.dataframe[0].value
-            row = table[table["run"].str.endswith(bad.name)].iloc[0]
-            assert row["status"] == "damaged" and reason in row["problem"]
+            for kind, path in bad.items():
+                row = table[table["run"].str.endswith(path.name)].iloc[0]
+                assert row["status"] == "damaged" and DAMAGES[kind][2] in row["problem"], kind
             assert (table[table["run"].str.endswith(good.name)]["status"] == "done").all()
-        if page in ("predict", "attribute"):  # the damaged run is not offered; the good one is
+        if page in ("predict", "attribute"):  # no damaged run is offered; the good one is
             options = at.selectbox(key="predict_run" if page == "predict" else "attr_run").options
-            assert any(good.name in o for o in options) and not any(bad.name in o for o in options)
+            assert any(good.name in o for o in options)
+            assert not any(path.name in o for path in bad.values() for o in options)
     at = app("runs")
-    at.selectbox(key="runs_pick").set_value(bad.name).run()
-    no_exception(at)
-    assert "is damaged" in texts(at.error) and reason in texts(at.error)
+    for kind, path in bad.items():
+        at.selectbox(key="runs_pick").set_value(path.name).run()
+        no_exception(at)
+        assert "is damaged" in texts(at.error) and DAMAGES[kind][2] in texts(at.error), kind
     at.selectbox(key="runs_pick").set_value(good.name).run()
     assert {"runs_budget", "runs_heatmap", "runs_final"} <= chart_keys(at)
 
