@@ -410,16 +410,24 @@ def save_config(cfg: LingoConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
-# libyaml's C parser and emitter where PyYAML was built with it (the wheels are): the same YAML 1.1
-# safe types, about ten times faster. Used only on text this module wrote itself, never on user files.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
 def config_values(cfg: LingoConfig) -> dict[str, Any]:
     """The config as plain values, exactly as its saved YAML reads back (what a run's ``config.yaml``
-    holds): what studies hash into cell ids and the launcher compares against queued runs."""
-    return yaml.load(yaml.dump(cfg.to_dict(), Dumper=_FAST_DUMPER, sort_keys=False), Loader=_FAST_LOADER)
+    holds): what studies hash into cell ids and the launcher compares against queued runs.
+
+    ``to_dict`` holds only YAML's safe types (the safe dumper refuses anything else), whose round trip
+    changes nothing but tuples, which read back as lists; so that is the one conversion made here, without
+    the round trip's cost (a study expands hundreds of cells). tests/test_config_encoding.py checks it
+    against the round trip.
+    """
+    return _as_read_back(cfg.to_dict())
+
+
+def _as_read_back(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _as_read_back(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_read_back(item) for item in value]
+    return value
 
 
 def validate_config(cfg: LingoConfig) -> None:

@@ -54,6 +54,43 @@ def test_each_method_reads_its_own_sections():
     assert load_config(None, ["adapter.method=head"]).adapter.used_sections() == []
 
 
+def _same_values(a, b, where: str = "config") -> None:
+    """Equal with the same types and key order all the way down (== alone would let 1 == 1.0 == True pass)."""
+    assert type(a) is type(b), (where, a, b)
+    if isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            _same_values(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_values(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+def test_config_values_are_what_the_saved_yaml_reads_back():
+    """Cell ids and the launcher's duplicate check use config_values: it must equal the saved config read
+    back, for every shipped config and for values YAML could misread (numbers, booleans and null as text,
+    newlines, tuples)."""
+    import yaml
+
+    from lingo_core.config import config_from_dict, config_values, save_config
+
+    configs = [load_config(path) for path in sorted((PROJECT_ROOT / "configs").glob("*.yaml"))]
+    tricky = config_from_dict({
+        "data": {"task": "demo/motifs", "label_columns": ("label",), "max_train": 100},
+        "encoding": {"prefix": "yes: 1e-3 null\n  {sequence}\ttrue: 0x1F ~ 'q' \"dq\" #c"},
+        "adapter": {"method": "lora", "lora": {"target_modules": ("query", "value"), "lora_dropout": 0.0}},
+        "train": {"lr": 1e-05, "weight_decay": 0.0},
+        "model": {"dropout": 0.0},
+        "output_dir": "runs/on",
+    })
+    tricky.adapter.lora.target_modules = ("query", "value")  # as Python code may set it
+    for cfg in [*configs, tricky]:
+        _same_values(yaml.safe_load(save_config(cfg)), config_values(cfg))
+
+
 def test_invalid_yaml_names_the_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("train: [unclosed\n")
