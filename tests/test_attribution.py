@@ -168,14 +168,13 @@ def test_dependencies_run_one_way():
     assert done.returncode == 0, done.stderr
 
 
-_cli = run_cli  # the CLI's own main, in this process (tests/helpers.py)
 
 
 def test_cli_attribute_writes_npz_and_csv(tiny_predictor, tmp_path):
     run_dir = tiny_predictor.trained.run.path
     fasta = tmp_path / "in.fa"
     fasta.write_text(f">a\n{DEMO.test.sequences[0][:50]}\n>bad\nACGJ\n")
-    done = _cli("attribute", str(run_dir), "--fasta", str(fasta), "--method", "both", "--n-steps", "8",
+    done = run_cli("attribute", str(run_dir), "--fasta", str(fasta), "--method", "both", "--n-steps", "8",
                 "--out", str(tmp_path / "a.npz"), "--csv", str(tmp_path / "a.csv"))
     assert done.returncode == 0, done.stderr
     assert "not attributed" in done.stderr and "record 'bad'" in done.stderr

@@ -241,26 +241,25 @@ def test_multi_label_runs_report_per_label_probabilities(tiny_bert_dir, tmp_path
 # --------------------------------------------------------------------------------------- CLI
 
 
-_cli = run_cli  # the CLI's own main, in this process (tests/helpers.py)
 
 
 def test_cli_predict_fasta_to_csv_and_raw_sequences_to_stdout(tiny_run, tmp_path):
     fasta = tmp_path / "in.fa"
     fasta.write_text(f">a\n{DEMO.test.sequences[0]}\n>b\nACGTXX\n")
     out = tmp_path / "out.csv"
-    done = _cli("predict", str(tiny_run), "--fasta", str(fasta), "--out", str(out), "--rc")
+    done = run_cli("predict", str(tiny_run), "--fasta", str(fasta), "--out", str(out), "--rc")
     assert done.returncode == 0, done.stderr
     assert "not scored:" in done.stderr and "record 'b'" in done.stderr
     frame = pd.read_csv(out, keep_default_na=False)
     assert frame["id"].tolist() == ["a", "b"] and frame.loc[0, "predicted"] in ("negative", "positive")
     assert bool(frame.loc[0, "rc_averaged"]) is True
 
-    done = _cli("predict", str(tiny_run), DEMO.test.sequences[1], "acgtacgtacgt")
+    done = run_cli("predict", str(tiny_run), DEMO.test.sequences[1], "acgtacgtacgt")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("id,sequence,prob_negative,prob_positive,predicted") and len(lines) == 3
 
-    done = _cli("predict", str(tiny_run), "--fasta", str(fasta), "--strict")
+    done = run_cli("predict", str(tiny_run), "--fasta", str(fasta), "--strict")
     assert done.returncode == 2 and "record 'b'" in done.stderr
 
 

@@ -20,7 +20,6 @@ from tests.conftest import PROJECT_ROOT
 from tests.helpers import cli_dying_after_checkpoint, run_cli, tiny_config
 
 
-_run_cli = run_cli  # the CLI's own main, in this process (tests/helpers.py)
 
 
 @pytest.mark.parametrize("method", ["lora", "adalora", "ars", "head", "full"])
@@ -190,7 +189,7 @@ def test_killed_run_resumes_to_the_same_masks_and_metrics(tiny_bert_dir, tmp_pat
     assert run.state == "interrupted" and run.resumable
     assert max(r["step"] for r in run.metrics()) == 8
 
-    resumed = _run_cli("train", "--resume", str(run_dir))
+    resumed = run_cli("train", "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.strip().splitlines()[-1] == str(run_dir)
     run = runs.load_run(run_dir)
@@ -231,7 +230,7 @@ def test_bad_input_raises_before_any_run_directory_exists(tiny_bert_dir, tmp_pat
         train(cfg)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
-    result = _run_cli("train", "configs/quickstart.yaml", "--set", f"data.task={bad}", "--set", f"output_dir={tmp_path / 'cli'}")
+    result = run_cli("train", "configs/quickstart.yaml", "--set", f"data.task={bad}", "--set", f"output_dir={tmp_path / 'cli'}")
     assert result.returncode == 2
     assert "bad.csv" in result.stderr and "line 3" in result.stderr
     assert not (tmp_path / "cli").exists() or not any((tmp_path / "cli").iterdir())

@@ -38,7 +38,7 @@ from lingo_core.models import ModelError
 from lingo_core.runs import RunFileError
 from lingo_core.sequence_input import parse_fasta_records, read_csv_input, read_fasta_input
 from lingo_core.train import train
-from tests.helpers import tiny_config
+from tests.helpers import run_cli, tiny_config
 
 PROJECT_ERRORS = (ConfigError, DataError, EncodingError, ModelError, RunLoadError, RunFileError, AttributionError)
 DEEP = int(os.environ.get("LINGO_FUZZ_EXAMPLES", "0"))
@@ -229,10 +229,8 @@ def tiny_run(tiny_bert_dir, tmp_path_factory) -> Path:
 
 
 def _run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
+    done = run_cli(*argv)
+    return done.returncode, done.stdout, done.stderr
 
 
 def _answered_cleanly(code: int, err: str) -> None:
