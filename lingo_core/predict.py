@@ -796,7 +796,7 @@ class ProgressLine:
     ) -> None:
         # sys.stderr looked up now, not at import: tests and notebooks replace it
         self.total, self.stream, self.every, self.command = total, stream or sys.stderr, every, command
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.started = self.last = time.monotonic()
         self.records = self.nucleotides = 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -320,11 +321,13 @@ def test_a_failure_leaves_no_output_and_a_bad_path_fails_before_scoring(predicto
             PredictionWriter(locked / "scores.csv")
 
 
-def test_progress_line():
+def test_progress_line(monkeypatch):
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
+    monkeypatch.setattr(sys, "stderr", Terminal())  # what the CLI writes to: it passes no stream
+    assert ProgressLine(10).tty
     screen = Terminal()
     progress = ProgressLine(10, screen)
     progress.update(4, 4000)
