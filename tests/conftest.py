@@ -127,7 +127,10 @@ DEMO_RUN_OVERRIDES = ["model.dtype=float32"]
 # The suite's two real trainings (the demo run, ~160 s, and a short ARS run on real promoters, ~135 s) are
 # CPU-bound, while most other tests leave one of the two cores idle (the suite averaged 137 % CPU). Each is
 # started as its own `python -m lingo_core train` process when the session's tests are known, on one torch
-# thread at a lower priority, and the tests that read it run last; by then it has usually finished.
+# thread at the normal priority, and the tests that read it run last. At nice 10 the other tests and
+# their subprocesses starved them, and the first test reading each waited for it with one core idle (demo run
+# 84 s, 2026-12-04; with only the promoter run at nice 10 it was that run's test that waited, 40 s). Suite:
+# 913 s with both at nice 10, 887 s with the promoter run alone at nice 10, 754 s with neither.
 BACKGROUND_TIMEOUT_S = 1800
 
 
@@ -163,13 +166,12 @@ class BackgroundRun:
         for override in [*overrides, f"output_dir={self.out}"]:
             args += ["--set", override]
         env = dict(os.environ)
-        if beside_other_tests:  # one core and a lower priority: the other tests keep their speed
+        if beside_other_tests:  # one core: the other tests keep the other
             env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         elif not _THREADS_SET_BY_USER:  # alone (only its tests selected): every core, as a user's run
             env.pop("OMP_NUM_THREADS", None)
         self.log = open(self.out / "train.log", "w")
-        self.proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=(lambda: os.nice(10)) if beside_other_tests else None)
+        self.proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait(self) -> Path:
         """The finished run's directory; fails the test with the log's tail if the training failed."""
