@@ -19,7 +19,6 @@ from safetensors.torch import save_file
 
 from lingo_core import runs
 from lingo_core.cli import main
-from lingo_core.predict import load_predictor  # noqa: F401 - import before any captured stderr: predict.ProgressLine binds sys.stderr at import
 from lingo_core.config import ConfigError
 from lingo_core.inference import RunLoadError, load_trained
 from lingo_core.train import train

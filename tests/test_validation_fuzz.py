@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 
 from lingo_core.attribution_results import AttributionError
 from lingo_core.cli import main
-from lingo_core.predict import load_predictor  # noqa: F401 - import before any captured stderr: predict.ProgressLine binds sys.stderr at import
 from lingo_core.config import ConfigError, ConfigWarning, LingoConfig, load_config
 from lingo_core.data import DataError
 from lingo_core.data.readers import parse_fasta_text, read_fasta, read_table_frame, scan_fasta
