@@ -54,6 +54,7 @@ SCREENSHOTS = os.environ.get("LINGO_SCREENSHOTS") == "1" or os.environ.get("LING
 if not Path(CHROMIUM).exists():
     pytest.skip(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` (.ci/run does)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright missing: pip install playwright==1.65.2")
+pytestmark = pytest.mark.runs_first  # the suite's longest test (about 1 minute on 2 cores, mostly waiting on the app)
 
 
 # -- the app process --------------------------------------------------------------------------------------------

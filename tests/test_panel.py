@@ -203,7 +203,9 @@ def test_python_api_streams_chunks_and_checks_options(panel):
     assert [len(c) for c in chunks] == [3, 3, 1]
     assert [r.duplicate_id for c in chunks for r in c.rows] == [False, False, False, True, False, True, False]  # across chunks too
     whole = panel.score(DEMO.test.sequences[:7], ids=ids)
-    assert pd.concat([c.to_frame() for c in chunks], ignore_index=True).equals(whole)
+    # the same rows and scores; a chunk's batch differs from the whole call's, and on some CPUs (AVX-512, a batch of
+    # one) the matmul kernels round differently in the 7th digit, so probabilities are compared to 1e-5
+    pd.testing.assert_frame_equal(pd.concat([c.to_frame() for c in chunks], ignore_index=True), whole, rtol=1e-5, atol=1e-6)
     assert [row["column"] for row in whole.attrs["tasks"]] == [c.name for c in panel.columns]
     with pytest.raises(ValueError, match="mode must be one of"):
         panel.score(["ACGT"], mode="fast")

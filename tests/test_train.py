@@ -294,19 +294,6 @@ def test_quickstart_config_and_gue_configs_load():
     assert budgets["lora"].lora.r == budgets["ars"].adalora.init_r == budgets["adalora"].adalora.init_r
 
 
-def test_short_ars_run_on_real_promoter_data_beats_chance(real_promoter_ars_run):
-    """The embedded MiniLM + ARS learns real TATA promoters in a short CPU run (dev MCC well above 0)."""
-    run = runs.load_run(real_promoter_ars_run)
-    report = run.report()
-    assert report["dev"]["n"] == 613
-    assert report["dev"]["mcc"] > 0.2, report["dev"]
-    assert report["test"]["auroc"] > 0.7, report["test"]
-    duplicates = run.data_report()["duplicates"]  # overlaps are counted and reported (the config removes them from train)
-    assert (duplicates["test_train"], duplicates["dev_train"], duplicates["dev_test"]) == (16, 8, 2)
-    assert duplicates["removed"] is True and duplicates["train_rows_removed"] > 0
-    assert torch.__version__.startswith("2.13")
-
-
 def test_two_process_training_makes_identical_masks_on_every_process(tiny_bert_dir, tmp_path):
     """Multi-process (torchrun, gloo on CPU): one run directory, masks checked equal at every allocation."""
     cfg = tiny_config(tiny_bert_dir, tmp_path / "runs", "ars", adapter={"ars": {"reintroduce_rate": 0.3}}, train={"batch_size": 5})
