@@ -57,6 +57,10 @@ class DataConfig:
     # number of steps; for strand-symmetric tasks such as TF binding, not for strand-specific ones such
     # as promoters); dev and test are read as given, so the reported model is the exported one
     augment: str = "none"
+    # up to this many bases dropped at random from each end of a training sequence, drawn anew in each
+    # epoch (seeded; at most a quarter of the sequence per end): a motif moves within the window and the
+    # tokenizer cuts the sequence differently around it. 0: read as given. Dev and test are never cropped
+    crop: int = 0
     # "both": dev (model selection) and test are scored as the mean of each sequence's and its reverse
     # complement's probabilities, and predict does the same for this run unless told otherwise; "given":
     # one strand, as the sequences are given. For strand-symmetric labels (TF binding), not for promoters
@@ -480,6 +484,7 @@ def validate_config(cfg: LingoConfig) -> None:
     _choice("data.duplicates", d.duplicates, ("report", "remove"))
     _choice("data.augment", d.augment, ("none", "reverse_complement"))
     _choice("data.eval_strands", d.eval_strands, ("given", "both"))
+    _at_least("data.crop", d.crop, 0, "(bases dropped at most from each end of a training sequence; 0 reads them as given)")
     if not d.task.strip():
         raise ConfigError("data.task is empty; give a benchmark name (python -m lingo_core list-benchmarks) or a data path")
     if not d.label_columns or not all(c.strip() for c in d.label_columns):

@@ -28,7 +28,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -98,6 +98,18 @@ def strand_flips(n: int, seed: int, epoch: int) -> np.ndarray:
     seeded coin per sequence and epoch, so a resumed run reads the same strands."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919 * 1_000_003)
     return (torch.rand(n, generator=generator) < 0.5).numpy()
+
+
+def crop_windows(lengths: Sequence[int], crop: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each training sequence starts and ends in an epoch under ``data.crop``: up to ``crop`` bases
+    dropped at each end (at most a quarter of the sequence per end), a seeded draw per sequence and
+    epoch, so a resumed run reads the same windows."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 104_729 * 1_000_003)
+    drops = torch.randint(0, crop + 1, (2, len(lengths)), generator=generator).numpy()
+    most = lengths // 4
+    starts = np.minimum(drops[0], most)
+    return starts, lengths - np.minimum(drops[1], most)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[np.ndarray]:
@@ -193,6 +205,10 @@ class Trainer:
                 if cfg.data.augment != "none":
                     report["augment"] = {"method": cfg.data.augment, "description": (
                         "each training sequence read on a random strand in each epoch (seeded)")}
+                if cfg.data.crop:
+                    report["crop"] = {"bases": cfg.data.crop, "description": (
+                        f"up to {cfg.data.crop} bases dropped at random from each end of a training sequence in "
+                        "each epoch (seeded; at most a quarter of it per end); dev and test read whole")}
                 report["eval_strands"] = {"given": "dev and test scored as given", "both": (
                     "dev and test scored as the mean of each sequence's and its reverse complement's probabilities"
                 )}[cfg.data.eval_strands]
@@ -255,10 +271,14 @@ class Trainer:
         while st["step"] < self.total_step and not stop:
             batches = epoch_batches(len(train_split), tcfg.batch_size, tcfg.seed, st["epoch"], accelerator.process_index, accelerator.num_processes)
             flips = strand_flips(len(train_split), tcfg.seed, st["epoch"]) if reverse_split is not None else None
+            cropped = self._cropped_split(st["epoch"], flips)
             while st["batch"] < len(batches):
                 idx = batches[st["batch"]]
                 st["batch"] += 1
-                ids = [(reverse_split if flips is not None and flips[i] else train_split).input_ids[i] for i in idx]
+                if cropped is not None:
+                    ids = [cropped.input_ids[i] for i in idx]
+                else:
+                    ids = [(reverse_split if flips is not None and flips[i] else train_split).input_ids[i] for i in idx]
                 batch = collate(ids, pad_id, train_split.labels[idx])
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 micro += 1
@@ -289,6 +309,18 @@ class Trainer:
         self._bar.close()
         if stop and self.is_main:
             self.writer.update_status(early_stopped_at=st["step"])
+
+    def _cropped_split(self, epoch: int, flips: Optional[np.ndarray]) -> Optional[EncodedSplit]:
+        """The training split as this epoch reads it under ``data.crop`` (each sequence on its epoch's
+        strand, cut to its epoch's window, encoded anew); None without cropping."""
+        crop = self.cfg.data.crop
+        if crop <= 0:
+            return None
+        train = self.prepared.task.train
+        sequences = [reverse_complement(s) if flips is not None and flips[i] else s for i, s in enumerate(train.sequences)]
+        starts, ends = crop_windows([len(s) for s in sequences], crop, self.cfg.train.seed, epoch)
+        windows = [s[a:b] for s, a, b in zip(sequences, starts, ends)]
+        return encode_split(self.prepared.encoder, windows, train.labels)
 
     def _optimizer(self, accelerator) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         """AdamW over the method's parameter groups, linear warm-up and decay; the model prepared by Accelerate."""

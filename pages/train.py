@@ -103,6 +103,7 @@ PAGE_KEYS = {
     "encoding.k": "k (k-mer length)", "encoding.prefix": "Prefix template", "encoding.sequence": "Sequence tokens",
     "data.max_train": "Max training sequences", "data.max_eval": "Max dev/test sequences each", "model.name": "Model",
     "data.augment": "Train on both strands", "data.eval_strands": "Score dev and test on both strands",
+    "data.crop": "Crop training sequences",
     "model.device": "Device",
 }
 
@@ -292,6 +293,13 @@ both_strands_eval = st.checkbox(
     "checkpoint is chosen and the metrics are reported that way, and the Predict page does the same for this run. "
     "For labels that do not depend on the strand; on GUE tf/0 and tf/4 it raised ARS's test MCC by 0.013 and 0.020 "
     "(3 seeds, trained on both strands for 8 epochs).",
+)
+crop = st.number_input(
+    "Crop training sequences: up to this many bases off each end (0 = read whole)", 0, 10_000, int(D["data"]["crop"]),
+    key="train_crop",
+    help="Each epoch, each training sequence is cut to a random window (a new draw per epoch, at most a quarter of the "
+    "sequence off each end), so a motif moves within the window and the tokenizer cuts the sequence differently "
+    "around it. Dev and test sequences are always read whole.",
 )
 task = None
 if data:
@@ -495,7 +503,7 @@ if data:
         cfg = config_from_dict(
             {
                 "data": {**data, "augment": "reverse_complement" if both_strands else "none",
-                         "eval_strands": "both" if both_strands_eval else "given"},
+                         "eval_strands": "both" if both_strands_eval else "given", "crop": int(crop)},
                 "encoding": encoding,
                 "model": {"name": model_name or "minilm-l6", "device": device, "pooling": pooling},
                 "adapter": adapter,

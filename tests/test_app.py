@@ -245,6 +245,8 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     at.checkbox(key="train_augment").check().run()
     assert at.checkbox(key="train_eval_strands").value is False
     at.checkbox(key="train_eval_strands").check().run()
+    assert at.number_input(key="train_crop").value == 0
+    at.number_input(key="train_crop").set_value(5).run()
     assert at.selectbox(key="train_pooling").value == "auto"
     before = int(next(m.value for m in at.metric if m.label == "Trainable parameters").replace(",", ""))
     at.selectbox(key="train_pooling").set_value("attention").run()
@@ -264,6 +266,7 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     assert run.config["adapter"]["ars"]["temperature"] == "uniform" and run.config["adapter"]["adalora"]["tinit"] == 2
     assert run.config["output_dir"] == str(dashboard_runs_dir)
     assert run.config["data"]["augment"] == "reverse_complement" and run.config["data"]["eval_strands"] == "both"
+    assert run.config["data"]["crop"] == 5
     assert run.config["model"]["pooling"] == "attention"
     assert "apptest-run" in texts(at.success)
     # what the page showed is the plan of the config it wrote

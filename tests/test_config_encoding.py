@@ -38,6 +38,8 @@ def test_overrides_are_typed_and_nested(tmp_path):
         ("adapter.ars=3", "adapter.ars: expected a mapping of ars settings"),
         ("adapter.ars.mode=coin", r"adapter\.ars\.mode must be one of \['sampling', 'paper'\]"),
         ("encoding.prefix=Sequence only", "must be 'paper', 'rich', 'none' or a template"),
+        ("data.crop=-2", r"data\.crop must be >= 0, got -2"),
+        ("data.crop=1.5", "data.crop: expected an integer"),
         ("nosection", "must look like dotted.key=value"),
     ],
 )

@@ -112,6 +112,14 @@ def test_grid_expansion_merges_identical_cells_and_labels_rows(tmp_path):
     assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
     spec["base"]["data"]["eval_strands"] = "both"
     assert not {c.cell_id for c in expand(load_study(spec=spec))} & ids
+    # data.crop at 0 keeps every id; cropping is a new cell for the networks only (the regression reads sequences whole)
+    spec = _spec(tmp_path, Path("/nonexistent-model"))
+    spec["base"]["data"]["crop"] = 0
+    assert [c.cell_id for c in expand(load_study(spec=spec))] == [c.cell_id for c in cells]
+    spec["base"]["data"]["crop"] = 5
+    cropped = expand(load_study(spec=spec))
+    assert {c.cell_id for c in cropped if c.kind == "train"}.isdisjoint(ids)
+    assert {c.cell_id for c in cropped if c.kind != "train"} == {c.cell_id for c in cells if c.kind != "train"}
     # model.dropout at null (the backbone's own rates) keeps the id of a cell recorded before the key existed;
     # 0 is a new cell for the networks only
     lora = next(c for c in cells if c.method == "lora")

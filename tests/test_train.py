@@ -482,6 +482,51 @@ def test_reverse_complement_augmentation_reads_each_sequence_on_a_seeded_random_
     assert all((strand == "-") == bool(flips[0][i]) for strand, i in first_epoch)
 
 
+def test_crop_reads_each_training_sequence_in_a_seeded_window_per_epoch(tiny_bert_dir, tmp_path, monkeypatch):
+    import lingo_core.train as train_module
+    from lingo_core.sequence_input import reverse_complement
+    from lingo_core.train import crop_windows, prepare, strand_flips
+
+    # the windows: up to `crop` bases off each end, at most a quarter of the sequence per end, seeded per epoch
+    lengths = np.array([8, 40, 101, 101, 3000] * 40)
+    starts, ends = crop_windows(lengths, 5, seed=0, epoch=0)
+    assert (starts >= 0).all() and (starts <= np.minimum(5, lengths // 4)).all()
+    assert (lengths - ends >= 0).all() and (lengths - ends <= np.minimum(5, lengths // 4)).all()
+    assert {int(a) for a in starts[lengths == 101]} == set(range(6))  # every amount from 0 to 5 is drawn
+    again, other = crop_windows(lengths, 5, seed=0, epoch=0), crop_windows(lengths, 5, seed=0, epoch=1)
+    np.testing.assert_array_equal(again[0], starts)  # a resumed run reads the same windows
+    assert (other[0] != starts).any()
+    assert (crop_windows(lengths, 0, 0, 0)[0] == 0).all() and (crop_windows(lengths, 0, 0, 0)[1] == lengths).all()
+
+    cfg = tiny_config(tiny_bert_dir, tmp_path, "lora", data={"augment": "reverse_complement", "crop": 4})
+    prepared = prepare(cfg)
+    sequences, labels = prepared.task.train.sequences, prepared.task.train.labels
+    seen: list[tuple[list[int], int]] = []
+    collate = train_module.collate
+
+    def spy(ids, pad_id, batch_labels):
+        seen.extend((list(i), int(label)) for i, label in zip(ids, batch_labels))
+        return collate(ids, pad_id, batch_labels)
+
+    monkeypatch.setattr(train_module, "collate", spy)
+    writer = runs.RunWriter.create(tmp_path / "runs", save_config(cfg), "lora", cfg.data.task, "crop")
+    run = runs.load_run(train_module.Trainer(cfg, writer, prepared=prepared).run())
+    assert run.state == "done" and run.data_report()["crop"]["bases"] == 4
+
+    # the first epoch read each sequence on its coin's strand, cut to its window, with its own label
+    flips = strand_flips(len(sequences), cfg.train.seed, 0)
+    read = [reverse_complement(s) if flips[i] else s for i, s in enumerate(sequences)]
+    starts, ends = crop_windows([len(s) for s in read], 4, cfg.train.seed, 0)
+    windows = [s[a:b] for s, a, b in zip(read, starts, ends)]
+    expected = {tuple(ids): i for i, ids in enumerate(prepared.encoder.encode_batch(windows)[0])}
+    first_epoch = seen[: len(sequences)]
+    assert all(tuple(ids) in expected and label == int(labels[expected[tuple(ids)]]) for ids, label in first_epoch)
+    assert sorted(expected[tuple(ids)] for ids, _ in first_epoch) == list(range(len(sequences)))
+    assert sum(len(w) < len(s) for w, s in zip(windows, read)) > len(read) / 2  # most sequences were cut
+    # dev and test are read whole: the exported model's metrics are those of the uncropped splits
+    assert prepared.splits["dev"].input_ids == prepared.encoder.encode_batch(prepared.task.dev.sequences)[0]
+
+
 def test_scoring_both_strands_selects_reports_and_predicts_on_the_mean_over_strands(tiny_bert_dir, tmp_path):
     from lingo_core.data import load_task
     from lingo_core.predict import load_predictor

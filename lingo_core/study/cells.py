@@ -30,7 +30,10 @@ _VOLATILE = (("output_dir",), ("run_name",), ("train", "progress_bar"))
 # config keys added after studies had been run, with the value that reproduces the old behaviour: at
 # that value they are left out of a cell's identity, so cells finished before the key existed stay valid
 _NEUTRAL_DEFAULTS = {("adapter", "adalora", "lambda_lr_scale"): 1.0, ("encoding", "nucleotide_init"): "mean",
-                     ("data", "augment"): "none", ("data", "eval_strands"): "given", ("model", "dropout"): None}
+                     ("data", "augment"): "none", ("data", "eval_strands"): "given", ("model", "dropout"): None,
+                     ("data", "crop"): 0}
+# data keys only a trained network reads (the k-mer regression fits the sequences whole)
+_NETWORK_ONLY_DATA_KEYS = ("crop",)
 # keys that change nothing unless another key has a value: (key, (other key, value))
 _ONLY_WHEN = {("encoding", "nucleotide_init"): (("encoding", "sequence"), "nucleotide")}
 # keys that change nothing for the native encoding, with the default every finished native cell carries: a
@@ -118,7 +121,7 @@ def cell_identity(config: dict[str, Any], baseline: Optional[dict[str, Any]] = N
         keep = {"method", *sections_of(adapter["method"])}
         ident["adapter"] = {k: v for k, v in adapter.items() if k in keep}
     if baseline:  # a baseline depends only on its data and its own settings (it is deterministic)
-        ident = {"data": ident["data"]}
+        ident = {"data": {k: v for k, v in ident["data"].items() if k not in _NETWORK_ONLY_DATA_KEYS}}
     blob = json.dumps({"config": ident, "baseline": baseline}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
