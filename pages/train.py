@@ -299,7 +299,8 @@ crop = st.number_input(
     key="train_crop",
     help="Each epoch, each training sequence is cut to a random window (a new draw per epoch, at most a quarter of the "
     "sequence off each end), so a motif moves within the window and the tokenizer cuts the sequence differently "
-    "around it. Dev and test sequences are always read whole.",
+    "around it. Dev and test sequences are always read whole. On GUE tf/4 (up to 5 bases, ARS on both strands for 8 "
+    "epochs) it tied reading them whole: +0.003 test MCC over 3 seeds.",
 )
 task = None
 if data:
