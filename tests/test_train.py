@@ -445,8 +445,24 @@ def test_skipping_peft_input_casts_under_bf16_autocast_changes_no_training_step(
     assert len(calls) == 1 and calls[0] > 0
 
 
-def test_reverse_complement_augmentation_reads_each_sequence_on_a_seeded_random_strand(tiny_bert_dir, tmp_path, monkeypatch):
+def _train_reading_batches(cfg, prepared, tmp_path, monkeypatch, name: str):
+    """Train ``cfg`` from ``prepared`` into a new run and return the run with every training batch's
+    (token ids, label) in the order the loop read them."""
     import lingo_core.train as train_module
+
+    seen: list[tuple[list[int], int]] = []
+    collate = train_module.collate
+
+    def spy(ids, pad_id, labels):
+        seen.extend((list(i), int(label)) for i, label in zip(ids, labels))
+        return collate(ids, pad_id, labels)
+
+    monkeypatch.setattr(train_module, "collate", spy)
+    writer = runs.RunWriter.create(tmp_path / "runs", save_config(cfg), cfg.adapter.method, cfg.data.task, name)
+    return runs.load_run(train_module.Trainer(cfg, writer, prepared=prepared).run()), seen
+
+
+def test_reverse_complement_augmentation_reads_each_sequence_on_a_seeded_random_strand(tiny_bert_dir, tmp_path, monkeypatch):
     from lingo_core.sequence_input import reverse_complement
     from lingo_core.train import prepare, strand_flips
 
@@ -460,16 +476,7 @@ def test_reverse_complement_augmentation_reads_each_sequence_on_a_seeded_random_
     assert 0.3 < flips[0].mean() < 0.7 and (flips[0] != flips[1]).any()  # a coin per sequence and epoch
     np.testing.assert_array_equal(strand_flips(len(forward), cfg.train.seed, 0), flips[0])  # seeded: a resumed run agrees
 
-    seen: list[tuple[list[int], int]] = []
-    collate = train_module.collate
-
-    def spy(ids, pad_id, labels):
-        seen.extend((list(i), int(label)) for i, label in zip(ids, labels))
-        return collate(ids, pad_id, labels)
-
-    monkeypatch.setattr(train_module, "collate", spy)
-    writer = runs.RunWriter.create(tmp_path / "runs", save_config(cfg), "lora", cfg.data.task, "rc")
-    run = runs.load_run(train_module.Trainer(cfg, writer, prepared=prepared).run())
+    run, seen = _train_reading_batches(cfg, prepared, tmp_path, monkeypatch, "rc")
     assert run.state == "done" and run.data_report()["augment"]["method"] == "reverse_complement"
     by_ids = {tuple(forward.input_ids[i]): ("+", i) for i in range(len(forward))}
     by_ids.update({tuple(reverse.input_ids[i]): ("-", i) for i in range(len(reverse))})
@@ -483,7 +490,6 @@ def test_reverse_complement_augmentation_reads_each_sequence_on_a_seeded_random_
 
 
 def test_crop_reads_each_training_sequence_in_a_seeded_window_per_epoch(tiny_bert_dir, tmp_path, monkeypatch):
-    import lingo_core.train as train_module
     from lingo_core.sequence_input import reverse_complement
     from lingo_core.train import crop_windows, prepare, strand_flips
 
@@ -501,16 +507,7 @@ def test_crop_reads_each_training_sequence_in_a_seeded_window_per_epoch(tiny_ber
     cfg = tiny_config(tiny_bert_dir, tmp_path, "lora", data={"augment": "reverse_complement", "crop": 4})
     prepared = prepare(cfg)
     sequences, labels = prepared.task.train.sequences, prepared.task.train.labels
-    seen: list[tuple[list[int], int]] = []
-    collate = train_module.collate
-
-    def spy(ids, pad_id, batch_labels):
-        seen.extend((list(i), int(label)) for i, label in zip(ids, batch_labels))
-        return collate(ids, pad_id, batch_labels)
-
-    monkeypatch.setattr(train_module, "collate", spy)
-    writer = runs.RunWriter.create(tmp_path / "runs", save_config(cfg), "lora", cfg.data.task, "crop")
-    run = runs.load_run(train_module.Trainer(cfg, writer, prepared=prepared).run())
+    run, seen = _train_reading_batches(cfg, prepared, tmp_path, monkeypatch, "crop")
     assert run.state == "done" and run.data_report()["crop"]["bases"] == 4
 
     # the first epoch read each sequence on its coin's strand, cut to its window, with its own label
