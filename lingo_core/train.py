@@ -141,7 +141,7 @@ def prepare(cfg: LingoConfig) -> Prepared:
         split = getattr(task, name)
         splits[name] = encode_split(encoder, split.sequences, split.labels)
         warn_truncation(splits[name].n_truncated, len(split), cfg.encoding.max_length)
-    if cfg.data.augment == "reverse_complement":
+    if cfg.data.augment == "reverse_complement" and not cfg.data.crop:  # under data.crop each epoch encodes its own
         splits["train_reverse_complement"] = encode_split(
             encoder, [reverse_complement(s) for s in task.train.sequences], task.train.labels)
     if cfg.data.eval_strands == "both":
@@ -270,7 +270,7 @@ class Trainer:
         stop = False
         while st["step"] < self.total_step and not stop:
             batches = epoch_batches(len(train_split), tcfg.batch_size, tcfg.seed, st["epoch"], accelerator.process_index, accelerator.num_processes)
-            flips = strand_flips(len(train_split), tcfg.seed, st["epoch"]) if reverse_split is not None else None
+            flips = strand_flips(len(train_split), tcfg.seed, st["epoch"]) if self.cfg.data.augment == "reverse_complement" else None
             cropped = self._cropped_split(st["epoch"], flips)
             while st["batch"] < len(batches):
                 idx = batches[st["batch"]]

@@ -507,6 +507,7 @@ def test_crop_reads_each_training_sequence_in_a_seeded_window_per_epoch(tiny_ber
     cfg = tiny_config(tiny_bert_dir, tmp_path, "lora", data={"augment": "reverse_complement", "crop": 4})
     prepared = prepare(cfg)
     sequences, labels = prepared.task.train.sequences, prepared.task.train.labels
+    assert "train_reverse_complement" not in prepared.splits  # each epoch encodes its own strands and windows
     run, seen = _train_reading_batches(cfg, prepared, tmp_path, monkeypatch, "crop")
     assert run.state == "done" and run.data_report()["crop"]["bases"] == 4
 
