@@ -357,7 +357,7 @@ pooling = c1.selectbox(
 
 c1, c2, c3 = st.columns(3)
 prefix_choice = c1.selectbox("Language prefix", ["paper", "rich", "none", "custom"], key="train_prefix", help="paper: Domain / Sequence / Annotation; rich adds species and task; none: the bare sequence")
-sequence_mode = c2.radio("Sequence tokens", ["native", "nucleotide", "kmer"], key="train_seq_mode", horizontal=True, help="native: the model's own tokenizer; nucleotide: one new token per base, trained, starting from the model's embedding of its letter; kmer: space-separated k-mers")
+sequence_mode = c2.radio("Sequence tokens", ["native", "nucleotide", "kmer"], key="train_seq_mode", horizontal=True, help="native: the model's own tokenizer; nucleotide: one new token per base, trained, starting from the model's embedding of its letter (the best input found for LoRA on the GUE TATA promoters; on a TF-binding task it did not learn, where native was best - docs/results.md); kmer: space-separated k-mers")
 k = int(c3.number_input("k (k-mer length)", 1, 12, 6, key="train_k", disabled=sequence_mode != "kmer", help="1 reads the sequence one letter at a time: on the GUE promoter tasks LoRA learnt better that way than with the model's own tokens (docs/results.md)"))
 from lingo_core.encoding import PREFIX_TEMPLATES, EncodingError, SequenceEncoder  # noqa: E402
 
