@@ -6,6 +6,7 @@ fully resolved config (every default filled in), so a run can be reproduced or r
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -331,6 +332,16 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         key = f"{prefix}.{name}" if prefix else name
         kwargs[name] = _coerce(value, hints[name], key)
     return cls(**kwargs)
+
+
+def deep_merge(base: Any, overlay: Any) -> Any:
+    """A copy of ``base`` with ``overlay`` merged in: mappings merge key by key, anything else replaces."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        out = {k: copy.deepcopy(v) for k, v in base.items()}
+        for key, value in overlay.items():
+            out[key] = deep_merge(out[key], value) if key in out else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(overlay)
 
 
 def config_from_dict(values: dict[str, Any]) -> LingoConfig:

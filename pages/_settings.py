@@ -63,19 +63,34 @@ def _decimals(step: Any) -> int:
     return max(2, len(text.split(".")[1]))
 
 
+def widget_value(kind: str, value: Any, meta: typing.Mapping[str, Any]) -> Any:
+    """A setting's value as its control holds it (an option, a bool, an int, a float or text)."""
+    if kind == "choice":
+        options = list(meta["choices"])
+        return value if value in options else options[0]
+    if kind == "bool":
+        return bool(value)
+    if kind == "int":
+        return int(value)
+    if kind in ("float", "steps_or_fraction"):
+        return float(value)
+    return "" if value is None else str(value)
+
+
 def _control(container: Any, kind: str, label: str, value: Any, meta: typing.Mapping[str, Any], key: str) -> Any:
     """One widget; returns the value in the field's type."""
     help_ = meta.get("help")
+    value = widget_value(kind, value, meta)
     if kind == "choice":
         options = list(meta["choices"])
-        return container.radio(label, options, index=options.index(value) if value in options else 0, key=key, horizontal=True, help=help_)
+        return container.radio(label, options, index=options.index(value), key=key, horizontal=True, help=help_)
     if kind == "bool":
-        return bool(container.checkbox(label, bool(value), key=key, help=help_))
+        return bool(container.checkbox(label, value, key=key, help=help_))
     if kind == "int":
         low, high = meta.get("min"), meta.get("max")
         return int(
             container.number_input(
-                label, None if low is None else int(low), None if high is None else int(high), int(value),
+                label, None if low is None else int(low), None if high is None else int(high), value,
                 step=int(meta.get("step", 1)), key=key, help=help_,
             )
         )
@@ -84,14 +99,32 @@ def _control(container: Any, kind: str, label: str, value: Any, meta: typing.Map
         step = meta.get("step")
         number = float(
             container.number_input(
-                label, None if low is None else float(low), None if high is None else float(high), float(value),
+                label, None if low is None else float(low), None if high is None else float(high), value,
                 step=None if step is None else float(step), format=f"%.{_decimals(step) if step else 3}f", key=key, help=help_,
             )
         )
         return steps_or_fraction(number) if kind == "steps_or_fraction" else number
     if kind == "number_or_text":
-        return number_or_text(container.text_input(label, str(value), key=key, help=help_))
-    return container.text_input(label, "" if value is None else str(value), key=key, help=help_)
+        return number_or_text(container.text_input(label, value, key=key, help=help_))
+    return container.text_input(label, value, key=key, help=help_)
+
+
+def section_state(section: str, values: Optional[typing.Mapping[str, Any]] = None, key_prefix: str = "train") -> dict[str, Any]:
+    """Widget key -> the value its control shows, for every field of ``adapter.<section>`` that can have
+    one, from ``values`` (fields missing there take the dataclass defaults): what
+    :func:`settings_controls` would draw first, for a page that sets its controls to a config.
+    """
+    cls = get_method(section).settings
+    if cls is None:
+        return {}
+    hints = typing.get_type_hints(cls)
+    initial = {**dataclasses.asdict(cls()), **dict(values or {})}
+    state = {}
+    for f in dataclasses.fields(cls):
+        kind = field_kind(hints.get(f.name), f.metadata)
+        if kind is not None and f.metadata.get("ui") is not False:
+            state[f"{key_prefix}_{section}_{f.name}"] = widget_value(kind, initial.get(f.name), f.metadata)
+    return state
 
 
 def settings_controls(method: str, section: str, defaults: Optional[typing.Mapping[str, Any]] = None, key_prefix: str = "train") -> dict[str, Any]:

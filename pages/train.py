@@ -14,7 +14,7 @@ import streamlit as st
 
 from lingo_core import launcher, runs
 from lingo_core.adapters import get_method, method_names, sections_of
-from lingo_core.config import POOLINGS, ConfigError, LingoConfig, config_from_dict, load_config
+from lingo_core.config import POOLINGS, ConfigError, LingoConfig, config_from_dict, deep_merge, load_config
 from lingo_core.plan import BudgetSchedule, RunPlan, budget_schedule, plan_steps
 from lingo_core.plots.charts import budget_figure, budget_frame, duration_text, schedule_frame, token_preview_html, token_summary
 from pages._common import (
@@ -38,9 +38,14 @@ from pages._common import (
     tokenizer_for,
     upload_too_big,
 )
-from pages._settings import settings_controls
+from pages._settings import section_state, settings_controls
 
-QUICKSTART = launcher.PROJECT_ROOT / "configs" / "quickstart.yaml"
+CONFIGS = launcher.PROJECT_ROOT / "configs"
+QUICKSTART = "quickstart"
+PREFIXES = ["paper", "rich", "none", "custom"]
+SEQUENCE_MODES = ["native", "nucleotide", "kmer"]
+DEVICES = ["auto", "cpu", "cuda"]
+BENCHMARK_SOURCE = "Benchmark or demo task"
 TEMPLATE_FIELDS = {"domain", "species", "task", "sequence"}
 OTHER_MODEL = "Other: Hugging Face id or local folder"
 POOLING_LABELS = {
@@ -70,13 +75,91 @@ def installed_models() -> list[dict[str, Any]]:
     return list_models()
 
 
+def header_comment(text: str) -> list[str]:
+    """The lines of a YAML file's leading comment block, without their ``#``."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].strip())
+    return lines
+
+
 @st.cache_data(show_spinner=False)
-def defaults() -> dict[str, Any]:
-    """The quickstart config as a dict: the page's initial settings."""
+def shipped_configs() -> dict[str, list[str]]:
+    """The configs shipped in ``configs/`` (the quickstart first): name -> its header comment."""
+    paths = sorted(CONFIGS.glob("*.yaml"), key=lambda p: (p.stem != QUICKSTART, p.stem))
+    return {p.stem: header_comment(p.read_text(encoding="utf-8")) for p in paths}
+
+
+@st.cache_data(show_spinner=False)
+def defaults(name: str) -> tuple[dict[str, Any], Optional[str]]:
+    """A shipped config as a dict (the page's initial settings), and why it could not be read, if so."""
     try:
-        return load_config(QUICKSTART).to_dict()
-    except ConfigError:
-        return LingoConfig().to_dict()
+        return load_config(CONFIGS / f"{name}.yaml").to_dict(), None
+    except (ConfigError, OSError) as exc:
+        return LingoConfig().to_dict(), str(exc)
+
+
+def start_state(start: dict[str, Any]) -> dict[str, Any]:
+    """Widget key -> value for every setting on the page, from the config dict ``start``.
+
+    Keyed widgets keep what the browser shows until the session state says otherwise, so picking
+    another starting config must set each widget's value (see :func:`restart_from_config`).
+    """
+    from lingo_core.data import list_benchmarks
+    from lingo_core.encoding import PREFIX_TEMPLATES
+
+    data, encoding, model, train = start["data"], start["encoding"], start["model"], start["train"]
+    prefix = encoding["prefix"]
+    state: dict[str, Any] = {
+        "train_source": BENCHMARK_SOURCE,
+        "train_max_train": int(data["max_train"] or 0),
+        "train_max_eval": int(data["max_eval"] or 0),
+        "train_augment": data["augment"] == "reverse_complement",
+        "train_eval_strands": data["eval_strands"] == "both",
+        "train_crop": int(data["crop"]),
+        "train_pooling": model["pooling"] if model["pooling"] in POOLINGS else POOLINGS[0],
+        "train_dropout": model["dropout"],
+        "train_prefix": prefix if prefix in PREFIXES else "custom",
+        "train_template": PREFIX_TEMPLATES["rich"] if prefix in PREFIXES else prefix,
+        "train_seq_mode": encoding["sequence"],
+        "train_k": int(encoding["k"]),
+        "train_domain": encoding["domain"] or "",
+        "train_species": encoding["species"] or "",
+        "train_task_desc": encoding["task_description"] or "",
+        "train_max_length": int(encoding["max_length"]),
+        "train_method": start["adapter"]["method"],
+        "train_epochs": float(train["epochs"]),
+        "train_batch": int(train["batch_size"]),
+        "train_lr": float(train["lr"]),
+        "train_seed": int(train["seed"]),
+        "train_max_steps": int(train["max_steps"] or 0),
+        "train_eval_every": int(train["eval_every"] or 0),
+        "train_patience": int(train["early_stopping_patience"] or 0),
+        "train_device": model["device"] if model["device"] in DEVICES else DEVICES[0],
+        "train_run_name": "",
+    }
+    if any(row["available"] and row["name"] == data["task"] for row in list_benchmarks()):
+        state["train_task"] = data["task"]
+    installed = [m["name"] for m in installed_models() if m["available"]]
+    state["train_model"] = model["name"] if model["name"] in installed else OTHER_MODEL
+    state["train_model_other"] = "" if model["name"] in installed else model["name"]
+    for section in method_names():
+        state.update(section_state(section, start["adapter"].get(section)))
+    return state
+
+
+def restart_from_config() -> None:
+    """A newly picked starting config replaces every setting on the page with its own."""
+    start, _ = defaults(st.session_state["train_start_from"])
+    for key, value in start_state(start).items():
+        st.session_state[key] = value
+
+
+def index_of(options: list, value: Any) -> int:
+    """The position of ``value`` among ``options``, or 0 (the first) when it is not one of them."""
+    return options.index(value) if value in options else 0
 
 
 def template_problem(template: str) -> Optional[str]:
@@ -220,21 +303,37 @@ def time_estimate(cfg: LingoConfig, task: Any, steps: RunPlan, plan: Optional[Ru
         st.caption(note)
 
 
-D = defaults()
 st.title("Train a model")
 problems: list[str] = []
+starts = shipped_configs()
+start_name = st.selectbox(
+    "Start from", list(starts), key="train_start_from", on_change=restart_from_config,
+    help="A config shipped with LINGO (the configs folder). Picking one resets every setting below to it; "
+    "then change what you like. The promoter configs carry the settings chosen on dev in the medium study, the "
+    "TF-binding config the regime found for the TF tasks (docs/results.md).",
+)
+D, start_problem = defaults(start_name)
+if start_problem:
+    st.error(f"The config **{md(start_name)}** could not be read ({md(start_problem)}); the page starts from the defaults.")
+if starts.get(start_name):
+    st.caption(md(starts[start_name][0]))
+    with st.expander("What this config is and what it measured"):
+        st.markdown(md(" ".join(starts[start_name])))
 
 # -- 1. data --------------------------------------------------------------------------------------------
 st.header("1 · Data")
-source = st.radio("Data source", ["Benchmark or demo task", "Upload a CSV or FASTA file"], key="train_source", horizontal=True)
+source = st.radio("Data source", [BENCHMARK_SOURCE, "Upload a CSV or FASTA file"], key="train_source", horizontal=True)
 data: dict[str, Any] = {}
-if source == "Benchmark or demo task":
+if source == BENCHMARK_SOURCE:
     from lingo_core.data import list_benchmarks
 
     rows = list_benchmarks()
     available = [r for r in rows if r["available"]]
     by_name = {r["name"]: r for r in available}
-    name = st.selectbox("Task", list(by_name), key="train_task")
+    start_task = D["data"]["task"]
+    if start_task not in by_name:
+        st.warning(f"The starting config's task **{md(start_task)}** is not available here; pick a task below.")
+    name = st.selectbox("Task", list(by_name), index=index_of(list(by_name), start_task), key="train_task")
     if name:
         st.caption(by_name[name]["description"] + f"  \nSplits: {by_name[name]['splits']}.")
         data = {"task": name}
@@ -304,17 +403,18 @@ crop = st.number_input(
 )
 task = None
 if data:
-    data.update({"max_train": int(max_train) or None, "max_eval": int(max_eval) or None})
+    data.update({"max_train": int(max_train) or None, "max_eval": int(max_eval) or None,
+                 "duplicates": D["data"]["duplicates"], "subsample_seed": D["data"]["subsample_seed"]})
     try:
         task = load_task_cached(json.dumps(data, sort_keys=True))
     except Exception as exc:  # noqa: BLE001 - any bad file must give a message, not a crash
-        name = getattr(uploaded, "name", data["task"]) if source != "Benchmark or demo task" else data["task"]
+        name = getattr(uploaded, "name", data["task"]) if source != BENCHMARK_SOURCE else data["task"]
         st.error(f"**{md(name)}** cannot be used: {page_words(exc, FIELDS, {data['task']: name})}")
         problems.append("the data does not load")
 if task is not None:
     counts = task.report["counts"]
     sizes = " / ".join(f"{counts[s]['total']:,}" for s in ("train", "dev", "test"))
-    shown_name = getattr(uploaded, "name", None) if source != "Benchmark or demo task" else task.name
+    shown_name = getattr(uploaded, "name", None) if source != BENCHMARK_SOURCE else task.name
     st.success(f"**{md(shown_name or task.name)}**: train/dev/test = {sizes}; labels: {md(', '.join(task.label_names))}" + (" (multi-label)" if task.multi_label else ""))
     with st.expander("What the loader did (data report)"):
         st.json(task.report, expanded=False)
@@ -324,7 +424,9 @@ st.header("2 · Model and language prefix")
 models = installed_models()
 model_options = [m["name"] for m in models if m["available"]] + [OTHER_MODEL]
 c1, c2 = st.columns([1, 2])
-model_choice = c1.selectbox("Model", model_options, key="train_model")
+if D["model"]["name"] not in model_options:
+    st.warning(f"The starting config's model **{md(D['model']['name'])}** is not installed here; pick a model below.")
+model_choice = c1.selectbox("Model", model_options, index=index_of(model_options, D["model"]["name"]), key="train_model")
 model_name = model_choice
 if model_choice == OTHER_MODEL:
     model_name = c1.text_input("Hugging Face id or local folder", "", key="train_model_other", placeholder="facebook/opt-125m").strip()
@@ -355,15 +457,24 @@ pooling = c1.selectbox(
     ),
 )
 
+dropout = c1.number_input(
+    "Backbone dropout (blank: the model's own)", 0.0, 0.95, D["model"]["dropout"], step=0.05, key="train_dropout",
+    placeholder="the model's own (0.1 on MiniLM)",
+    help="Every dropout rate of the model (hidden states, attention, its classifier); blank keeps the model's own. "
+    "The adapter's dropout is set under 3 (LoRA dropout). The TF-binding config turns both off: on GUE tf/4 the "
+    "adapters underfit, and every dropout off tied keeping them over 3 seeds (docs/results.md).",
+)
+
 c1, c2, c3 = st.columns(3)
-prefix_choice = c1.selectbox("Language prefix", ["paper", "rich", "none", "custom"], key="train_prefix", help="paper: Domain / Sequence / Annotation; rich adds species and task; none: the bare sequence")
-sequence_mode = c2.radio("Sequence tokens", ["native", "nucleotide", "kmer"], key="train_seq_mode", horizontal=True, help="native: the model's own tokenizer; nucleotide: one new token per base, trained, starting from the model's embedding of its letter (the best input found for LoRA on the GUE TATA promoters; on a TF-binding task it did not learn, where native was best - docs/results.md); kmer: space-separated k-mers")
-k = int(c3.number_input("k (k-mer length)", 1, 12, 6, key="train_k", disabled=sequence_mode != "kmer", help="1 reads the sequence one letter at a time: on the GUE promoter tasks LoRA learnt better that way than with the model's own tokens (docs/results.md)"))
+start_prefix = D["encoding"]["prefix"]
+prefix_choice = c1.selectbox("Language prefix", PREFIXES, index=PREFIXES.index(start_prefix) if start_prefix in PREFIXES else PREFIXES.index("custom"), key="train_prefix", help="paper: Domain / Sequence / Annotation; rich adds species and task; none: the bare sequence")
+sequence_mode = c2.radio("Sequence tokens", SEQUENCE_MODES, index=index_of(SEQUENCE_MODES, D["encoding"]["sequence"]), key="train_seq_mode", horizontal=True, help="native: the model's own tokenizer; nucleotide: one new token per base, trained, starting from the model's embedding of its letter (the best input found for LoRA on the GUE TATA promoters; on a TF-binding task it did not learn, where native was best - docs/results.md); kmer: space-separated k-mers")
+k = int(c3.number_input("k (k-mer length)", 1, 12, int(D["encoding"]["k"]), key="train_k", disabled=sequence_mode != "kmer", help="1 reads the sequence one letter at a time: on the GUE promoter tasks LoRA learnt better that way than with the model's own tokens (docs/results.md)"))
 from lingo_core.encoding import PREFIX_TEMPLATES, EncodingError, SequenceEncoder  # noqa: E402
 
 prefix = prefix_choice
 if prefix_choice == "custom":
-    prefix = st.text_area("Prefix template", PREFIX_TEMPLATES["rich"], key="train_template", help="Fields: {domain}, {species}, {task}, {sequence} (exactly once)")
+    prefix = st.text_area("Prefix template", PREFIX_TEMPLATES["rich"] if start_prefix in PREFIXES else start_prefix, key="train_template", help="Fields: {domain}, {species}, {task}, {sequence} (exactly once)")
     problem = template_problem(prefix)
     if problem:
         st.error(f"Prefix template: {md(problem)}.")
@@ -371,9 +482,9 @@ if prefix_choice == "custom":
 else:
     st.code(PREFIX_TEMPLATES[prefix_choice], language=None)
 c1, c2, c3 = st.columns(3)
-domain = c1.text_input("Domain (blank: the task's own)", "", key="train_domain", placeholder=getattr(task, "domain", "") or "")
-species = c2.text_input("Species (rich/custom prefixes)", "", key="train_species", placeholder=(getattr(task, "species", None) or "unknown"))
-task_description = c3.text_input("Task description (rich/custom)", "", key="train_task_desc", placeholder="the task's own description")
+domain = c1.text_input("Domain (blank: the task's own)", D["encoding"]["domain"] or "", key="train_domain", placeholder=getattr(task, "domain", "") or "")
+species = c2.text_input("Species (rich/custom prefixes)", D["encoding"]["species"] or "", key="train_species", placeholder=(getattr(task, "species", None) or "unknown"))
+task_description = c3.text_input("Task description (rich/custom)", D["encoding"]["task_description"] or "", key="train_task_desc", placeholder="the task's own description")
 max_length = int(st.number_input("Max tokens per sequence (the sequence part is truncated, never the prompt)", 16, 8192, int(D["encoding"]["max_length"]), step=16, key="train_max_length"))
 encoding = {
     "prefix": prefix,
@@ -478,7 +589,7 @@ c1, c2, c3, c4 = st.columns(4)
 max_steps = int(c1.number_input("Max optimizer steps (0 = no cap)", 0, 10_000_000, int(T["max_steps"] or 0), key="train_max_steps"))
 eval_every = int(c2.number_input("Evaluate dev every N steps (0 = 4 per epoch)", 0, 10_000_000, int(T["eval_every"] or 0), key="train_eval_every"))
 patience = int(c3.number_input("Early stopping patience (0 = off)", 0, 1000, int(T["early_stopping_patience"] or 0), key="train_patience"))
-device = c4.selectbox("Device", ["auto", "cpu", "cuda"], key="train_device")
+device = c4.selectbox("Device", DEVICES, index=index_of(DEVICES, D["model"]["device"]), key="train_device")
 train = {
     "epochs": epochs,
     "batch_size": batch_size,
@@ -487,8 +598,6 @@ train = {
     "max_steps": max_steps or None,
     "eval_every": eval_every or None,
     "early_stopping_patience": patience or None,
-    "warmup_ratio": T["warmup_ratio"],
-    "weight_decay": T["weight_decay"],
     "progress_bar": False,
 }
 
@@ -501,18 +610,21 @@ if run_name and not RUN_NAME.match(run_name):
 cfg: Optional[LingoConfig] = None
 if data:
     try:
-        cfg = config_from_dict(
+        # what the page shows replaces the starting config's values; what it does not show (duplicates,
+        # subsample seed, dtype, warm-up, ...) is the starting config's
+        cfg = config_from_dict(deep_merge(
+            {section: values for section, values in D.items() if section not in ("run_name", "output_dir")},
             {
                 "data": {**data, "augment": "reverse_complement" if both_strands else "none",
                          "eval_strands": "both" if both_strands_eval else "given", "crop": int(crop)},
                 "encoding": encoding,
-                "model": {"name": model_name or "minilm-l6", "device": device, "pooling": pooling},
+                "model": {"name": model_name or "minilm-l6", "device": device, "pooling": pooling, "dropout": dropout},
                 "adapter": adapter,
                 "train": train,
                 "run_name": run_name or None,
                 "output_dir": str(runs_root()),  # where the launch writes it; the preview shows the real folder
-            }
-        )
+            },
+        ))
     except ConfigError as exc:
         st.error(f"Settings: {settings_words(exc, method)}")
         problems.append("invalid settings")

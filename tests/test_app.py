@@ -281,6 +281,57 @@ def test_train_page_preview_count_and_launch_creates_a_run_directory(dashboard_r
     assert runs.load_run(run.path).state == "cancelled"
 
 
+def shown_config(at: AppTest) -> dict:
+    """The config the Train page would write (its "The config that will be written" expander)."""
+    return yaml.safe_load(next(c.value for c in at.code if c.language == "yaml"))
+
+
+def test_train_page_starts_from_each_shipped_config_and_writes_exactly_it(dashboard_runs_dir, data_root):
+    """"Start from" offers every file in configs/; picking one sets every control to it, and the config the
+    page would write is that file's, field for field (bar where runs go). Picking another resets what was
+    changed; a launch writes the picked config."""
+    from lingo_core.config import load_config
+
+    at = app("train")
+    picker = at.selectbox(key="train_start_from")
+    shipped = sorted(p.stem for p in (PROJECT_ROOT / "configs").glob("*.yaml"))
+    assert picker.value == "quickstart" and sorted(picker.options) == shipped and len(shipped) >= 5
+    for name in ["gue_tf_4_lora", *shipped]:
+        at.selectbox(key="train_start_from").set_value(name).run()
+        no_exception(at)
+        expected = load_config(PROJECT_ROOT / "configs" / f"{name}.yaml").to_dict()
+        expected.update(output_dir=str(dashboard_runs_dir))
+        expected["train"]["progress_bar"] = False  # training in the background has no terminal to draw on
+        assert shown_config(at) == yaml.safe_load(yaml.safe_dump(expected)), name
+        assert at.selectbox(key="train_task").value == expected["data"]["task"], name
+        assert not at.button(key="train_launch").disabled, (name, texts(at.caption))
+
+    # the TF-binding config: both strands, every dropout off, LoRA 8 epochs at 5e-4, 5,000 training rows
+    at.selectbox(key="train_start_from").set_value("gue_tf_4_lora").run()
+    assert at.checkbox(key="train_augment").value and at.checkbox(key="train_eval_strands").value
+    assert at.number_input(key="train_dropout").value == 0.0 and at.number_input(key="train_lora_lora_dropout").value == 0.0
+    assert at.number_input(key="train_epochs").value == 8 and at.number_input(key="train_lr").value == pytest.approx(5e-4)
+    assert at.radio(key="train_method").value == "lora" and at.number_input(key="train_max_train").value == 5000
+    assert "gue/tf/4**: train/dev/test = 5,000 / 1,000 / 1,000" in texts(at.success)
+    at.number_input(key="train_epochs").set_value(3.0).run()
+    at.number_input(key="train_dropout").set_value(0.2).run()
+    assert shown_config(at)["train"]["epochs"] == 3.0 and shown_config(at)["model"]["dropout"] == 0.2
+    # picking a config again forgets the edits
+    at.selectbox(key="train_start_from").set_value("gue_prom_core_tata_lora").run()
+    assert at.number_input(key="train_epochs").value == 4 and at.number_input(key="train_dropout").value is None
+    assert not at.checkbox(key="train_augment").value and at.radio(key="train_seq_mode").value == "nucleotide"
+    at.selectbox(key="train_start_from").set_value("gue_tf_4_lora").run()
+    assert at.number_input(key="train_epochs").value == 8 and at.number_input(key="train_dropout").value == 0.0
+    at.text_input(key="train_run_name").set_value("tf-from-config").run()
+    at.button(key="train_launch").click().run()
+    no_exception(at)
+    written = runs.load_run(dashboard_runs_dir / "tf-from-config").config
+    expected = load_config(PROJECT_ROOT / "configs" / "gue_tf_4_lora.yaml").to_dict()
+    expected.update(output_dir=str(dashboard_runs_dir), run_name="tf-from-config")
+    expected["train"]["progress_bar"] = False
+    assert written == yaml.safe_load(yaml.safe_dump(expected))
+
+
 def test_train_page_names_the_classifier_field_when_a_decoder_cannot_read_the_choice(dashboard_runs_dir, tiny_opt_dir):
     """A decoder's classifier reads the last token: an encoder-only choice is refused before launch, in
     the page's words (the field to change), and the decoder's own choice launches."""

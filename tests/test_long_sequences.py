@@ -12,7 +12,6 @@ import gzip
 import io
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -292,6 +293,32 @@ def test_quickstart_config_and_gue_configs_load():
         assert cfg.model.name == "minilm-l6"
     budgets = {m: load_config(PROJECT_ROOT / "configs" / f"gue_prom_core_tata_{m}.yaml").adapter for m in ("lora", "adalora", "ars")}
     assert budgets["lora"].lora.r == budgets["ars"].adalora.init_r == budgets["adalora"].adalora.init_r
+
+
+def test_tf_config_is_the_study_setting_whose_numbers_its_header_quotes():
+    """configs/gue_tf_4_lora.yaml quotes the medium study's cells: on each TF task exactly seeds 0-2 of the
+    committed cell records have its config (bar the seed), and their test MCCs are the ones in its header."""
+    from lingo_core.config import config_values
+
+    path = PROJECT_ROOT / "configs" / "gue_tf_4_lora.yaml"
+    header = path.read_text(encoding="utf-8")
+
+    def setting(values: dict) -> dict:
+        values = json.loads(json.dumps(values))
+        for key in ("seed", "progress_bar"):
+            values["train"].pop(key)
+        for key in ("output_dir", "run_name"):
+            values.pop(key, None)
+        return values
+
+    shipped = config_values(load_config(path))
+    records = [json.loads(p.read_text()) for p in sorted((PROJECT_ROOT / "results" / "medium_study" / "cells").glob("tf_*-lora-*.json"))]
+    for task, quoted in (("gue/tf/4", "test MCC 0.725 / 0.695 / 0.659"), ("gue/tf/0", "test MCC 0.627 / 0.625 / 0.631")):
+        wanted = setting({**shipped, "data": {**shipped["data"], "task": task}})
+        same = sorted((r["seed"], r["test"]["mcc"]) for r in records if setting(r["config"]) == wanted)
+        assert [seed for seed, _ in same] == [0, 1, 2], task
+        assert quoted == "test MCC " + " / ".join(f"{mcc:.3f}" for _, mcc in same), task
+        assert quoted in " ".join(line.lstrip("# ") for line in header.splitlines()), task
 
 
 def test_two_process_training_makes_identical_masks_on_every_process(tiny_bert_dir, tmp_path):

@@ -33,7 +33,8 @@ from .cells import Cell, cell_identity, expand
 from .records import keep_all_predictions, read_record, recover_records
 from .report import REFERENCE_AUROC, write_report
 from .runner import StudyInterrupted, run_study, run_train_cell
-from .spec import METRICS, Comparison, Study, StudyError, deep_merge, load_study
+from ..config import deep_merge
+from .spec import METRICS, Comparison, Study, StudyError, load_study
 from .stats import POOLED, choose_on_dev, compare_methods
 from .table import TABLE_COLUMNS, build_table, markdown_table, pivot_text, summarise, write_table
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..adapters import method_names, sections_of
-from ..config import ConfigError, apply_overrides, config_from_dict, config_values
+from ..config import ConfigError, apply_overrides, config_from_dict, config_values, deep_merge
 from .baselines import BASELINES
-from .spec import GRID_KEYS, Study, StudyError, deep_merge, resolve_items
+from .spec import GRID_KEYS, Study, StudyError, resolve_items
 
 # keys that do not change a cell's result and are left out of its identity
 _VOLATILE = (("output_dir",), ("run_name",), ("train", "progress_bar"))

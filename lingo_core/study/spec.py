@@ -71,7 +71,7 @@ from typing import Any, Optional, Sequence, Union
 
 import yaml
 
-from ..config import ConfigError, apply_overrides
+from ..config import ConfigError, apply_overrides, deep_merge
 
 PathLike = Union[str, Path]
 
@@ -87,16 +87,6 @@ COMPARABLE = tuple(f"{split}_{m}" for split in ("test", "dev") for m in METRICS)
 
 class StudyError(ConfigError):
     """A study file is invalid; the message names the key and the fix."""
-
-
-def deep_merge(base: Any, overlay: Any) -> Any:
-    """A copy of ``base`` with ``overlay`` merged in: mappings merge key by key, anything else replaces."""
-    if isinstance(base, dict) and isinstance(overlay, dict):
-        out = {k: copy.deepcopy(v) for k, v in base.items()}
-        for key, value in overlay.items():
-            out[key] = deep_merge(out[key], value) if key in out else copy.deepcopy(value)
-        return out
-    return copy.deepcopy(overlay)
 
 
 @dataclass(frozen=True)
