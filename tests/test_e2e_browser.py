@@ -40,6 +40,7 @@ from typing import Optional
 import pytest
 
 from lingo_core import runs
+from lingo_core.data import list_benchmarks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("LINGO_CHROMIUM", "/usr/bin/chromium")
@@ -131,6 +132,13 @@ def set_number(page, label: str, value) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
     box.press("Enter")
+    settle(page)
+
+
+def pick(page, key: str, option: str) -> None:
+    """Choose ``option`` in the selectbox with widget key ``key``."""
+    page.locator(f".st-key-{key}").click()
+    page.get_by_role("option", name=option, exact=True).click()
     settle(page)
 
 
@@ -232,6 +240,22 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     page.goto(f"{app.url}/train")
     page.get_by_text("Trainable parameters").first.wait_for()
     assert page.locator(".lingo-token").count() > 10  # the token preview
+    # "Start from" sets what the browser shows, not only what the server reads (a keyed widget keeps
+    # its value in the browser unless the session state sets it)
+    step("start from the TF-binding config, then from the quickstart again")
+    pick(page, "train_start_from", "gue_tf_4_lora")
+    page.get_by_text("TF-binding regime").first.wait_for()
+    assert page.locator(".st-key-train_augment input").is_checked()
+    assert page.locator(".st-key-train_epochs input").input_value() == "8.00"
+    if any(row["name"] == "gue/tf/4" and row["available"] for row in list_benchmarks()):  # the benchmark data is here
+        assert page.locator(".st-key-train_task input").input_value() == "gue/tf/4"
+        page.get_by_text("gue/tf/4: train/dev/test = 5,000").first.wait_for()
+    pick(page, "train_start_from", "quickstart")
+    page.get_by_text("Synthetic Motifs").first.wait_for()
+    assert page.locator(".st-key-train_task input").input_value() == "demo/motifs"
+    assert not page.locator(".st-key-train_augment input").is_checked()
+    assert page.locator(".st-key-train_epochs input").input_value() == "2.00"
+    page.get_by_text("Trainable parameters").first.wait_for()
     for label, value in [
         ("Max training sequences (0 = all; stratified subsample)", 64),
         ("Max dev/test sequences each (0 = all)", 32),
