@@ -309,8 +309,8 @@ starts = shipped_configs()
 start_name = st.selectbox(
     "Start from", list(starts), key="train_start_from", on_change=restart_from_config,
     help="A config shipped with LINGO (the configs folder). Picking one resets every setting below to it; "
-    "then change what you like. The promoter configs carry the settings chosen on dev in the medium study, the "
-    "TF-binding config the regime found for the TF tasks (docs/results.md).",
+    "then change what you like. The promoter configs carry the settings chosen on dev in the medium study "
+    "(docs/results.md).",
 )
 D, start_problem = defaults(start_name)
 if start_problem:
@@ -461,8 +461,8 @@ dropout = c1.number_input(
     "Backbone dropout (blank: the model's own)", 0.0, 0.95, D["model"]["dropout"], step=0.05, key="train_dropout",
     placeholder="the model's own (0.1 on MiniLM)",
     help="Every dropout rate of the model (hidden states, attention, its classifier); blank keeps the model's own. "
-    "The adapter's dropout is set under 3 (LoRA dropout). The TF-binding config turns both off: on GUE tf/4 the "
-    "adapters underfit, and every dropout off tied keeping them over 3 seeds (docs/results.md).",
+    "The adapter's dropout is set under 3 (LoRA dropout). On GUE tf/4, where the adapters underfit, every "
+    "dropout off tied keeping them over 3 seeds and was the best setting on dev (docs/results.md).",
 )
 
 c1, c2, c3 = st.columns(3)

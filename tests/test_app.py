@@ -295,8 +295,8 @@ def test_train_page_starts_from_each_shipped_config_and_writes_exactly_it(dashbo
     at = app("train")
     picker = at.selectbox(key="train_start_from")
     shipped = sorted(p.stem for p in (PROJECT_ROOT / "configs").glob("*.yaml"))
-    assert picker.value == "quickstart" and sorted(picker.options) == shipped and len(shipped) >= 5
-    for name in ["gue_tf_4_lora", *shipped]:
+    assert picker.value == "quickstart" and sorted(picker.options) == shipped and len(shipped) >= 4
+    for name in ["gue_prom_core_tata_lora", *shipped]:
         at.selectbox(key="train_start_from").set_value(name).run()
         no_exception(at)
         expected = load_config(PROJECT_ROOT / "configs" / f"{name}.yaml").to_dict()
@@ -306,28 +306,30 @@ def test_train_page_starts_from_each_shipped_config_and_writes_exactly_it(dashbo
         assert at.selectbox(key="train_task").value == expected["data"]["task"], name
         assert not at.button(key="train_launch").disabled, (name, texts(at.caption))
 
-    # the TF-binding config: both strands, every dropout off, LoRA 8 epochs at 5e-4, 5,000 training rows
-    at.selectbox(key="train_start_from").set_value("gue_tf_4_lora").run()
-    assert at.checkbox(key="train_augment").value and at.checkbox(key="train_eval_strands").value
-    assert at.number_input(key="train_dropout").value == 0.0 and at.number_input(key="train_lora_lora_dropout").value == 0.0
-    assert at.number_input(key="train_epochs").value == 8 and at.number_input(key="train_lr").value == pytest.approx(5e-4)
-    assert at.radio(key="train_method").value == "lora" and at.number_input(key="train_max_train").value == 5000
-    assert "gue/tf/4**: train/dev/test = 5,000 / 1,000 / 1,000" in texts(at.success)
+    # the LoRA config: nucleotide tokens, its domain text, 4 epochs at 5e-4, duplicates removed (not a field)
+    at.selectbox(key="train_start_from").set_value("gue_prom_core_tata_lora").run()
+    assert at.radio(key="train_seq_mode").value == "nucleotide" and at.text_input(key="train_domain").value == "DNA Promoter"
+    assert at.number_input(key="train_epochs").value == 4 and at.number_input(key="train_lr").value == pytest.approx(5e-4)
+    assert at.radio(key="train_method").value == "lora" and at.number_input(key="train_dropout").value is None
+    assert "gue/prom_core_tata" in texts(at.success)
     at.number_input(key="train_epochs").set_value(3.0).run()
     at.number_input(key="train_dropout").set_value(0.2).run()
-    assert shown_config(at)["train"]["epochs"] == 3.0 and shown_config(at)["model"]["dropout"] == 0.2
-    # picking a config again forgets the edits
+    at.checkbox(key="train_augment").check().run()
+    shown = shown_config(at)
+    assert (shown["train"]["epochs"], shown["model"]["dropout"], shown["data"]["augment"]) == (3.0, 0.2, "reverse_complement")
+    assert shown["data"]["duplicates"] == "remove"
+    # picking a config forgets the edits
+    at.selectbox(key="train_start_from").set_value("gue_prom_core_tata_ars").run()
+    assert at.number_input(key="train_epochs").value == 2 and at.number_input(key="train_dropout").value is None
+    assert not at.checkbox(key="train_augment").value and at.radio(key="train_method").value == "ars"
     at.selectbox(key="train_start_from").set_value("gue_prom_core_tata_lora").run()
-    assert at.number_input(key="train_epochs").value == 4 and at.number_input(key="train_dropout").value is None
-    assert not at.checkbox(key="train_augment").value and at.radio(key="train_seq_mode").value == "nucleotide"
-    at.selectbox(key="train_start_from").set_value("gue_tf_4_lora").run()
-    assert at.number_input(key="train_epochs").value == 8 and at.number_input(key="train_dropout").value == 0.0
-    at.text_input(key="train_run_name").set_value("tf-from-config").run()
+    assert at.number_input(key="train_epochs").value == 4 and not at.checkbox(key="train_augment").value
+    at.text_input(key="train_run_name").set_value("from-config").run()
     at.button(key="train_launch").click().run()
     no_exception(at)
-    written = runs.load_run(dashboard_runs_dir / "tf-from-config").config
-    expected = load_config(PROJECT_ROOT / "configs" / "gue_tf_4_lora.yaml").to_dict()
-    expected.update(output_dir=str(dashboard_runs_dir), run_name="tf-from-config")
+    written = runs.load_run(dashboard_runs_dir / "from-config").config
+    expected = load_config(PROJECT_ROOT / "configs" / "gue_prom_core_tata_lora.yaml").to_dict()
+    expected.update(output_dir=str(dashboard_runs_dir), run_name="from-config")
     expected["train"]["progress_bar"] = False
     assert written == yaml.safe_load(yaml.safe_dump(expected))
 

@@ -142,6 +142,19 @@ def pick(page, key: str, option: str) -> None:
     settle(page)
 
 
+def widget_shows(page, key: str) -> Optional[str]:
+    """What the browser shows in the widget with key ``key``: a field's or selectbox's value, or a radio's
+    checked option; None while the page redraws it (an old and a new copy at once)."""
+    widget = page.locator(f".st-key-{key}")
+    if widget.count() != 1:
+        return None
+    if widget.locator("input[type=radio]").count():
+        checked = widget.locator("input[type=radio]:checked")
+        return checked.first.evaluate("e => e.closest('label').innerText").strip() if checked.count() == 1 else None
+    inputs = widget.locator("input")
+    return inputs.first.input_value() if inputs.count() == 1 else None
+
+
 def screenshot(page, name: str) -> Optional[Path]:
     """A picture of the whole page (Streamlit scrolls inside its main area: grow the viewport), when asked."""
     if not SCREENSHOTS:
@@ -242,19 +255,16 @@ def _run_flow(page, app: App, runs_dir: Path) -> None:
     assert page.locator(".lingo-token").count() > 10  # the token preview
     # "Start from" sets what the browser shows, not only what the server reads (a keyed widget keeps
     # its value in the browser unless the session state sets it)
-    step("start from the TF-binding config, then from the quickstart again")
-    pick(page, "train_start_from", "gue_tf_4_lora")
-    page.get_by_text("TF-binding regime").first.wait_for()
-    assert page.locator(".st-key-train_augment input").is_checked()
-    assert page.locator(".st-key-train_epochs input").input_value() == "8.00"
-    if any(row["name"] == "gue/tf/4" and row["available"] for row in list_benchmarks()):  # the benchmark data is here
-        assert page.locator(".st-key-train_task input").input_value() == "gue/tf/4"
-        page.get_by_text("gue/tf/4: train/dev/test = 5,000").first.wait_for()
+    step("start from the LoRA promoter config, then from the quickstart again")
+    data_here = {row["name"] for row in list_benchmarks() if row["available"]}
+    pick(page, "train_start_from", "gue_prom_core_tata_lora")
+    lora = {"train_seq_mode": "nucleotide", "train_epochs": "4.00", "train_domain": "DNA Promoter"}
+    if "gue/prom_core_tata" in data_here:
+        lora["train_task"] = "gue/prom_core_tata"
+    wait_for(lambda: {key: widget_shows(page, key) for key in lora} == lora, 90, f"the LoRA config's fields {lora}")
     pick(page, "train_start_from", "quickstart")
-    page.get_by_text("Synthetic Motifs").first.wait_for()
-    assert page.locator(".st-key-train_task input").input_value() == "demo/motifs"
-    assert not page.locator(".st-key-train_augment input").is_checked()
-    assert page.locator(".st-key-train_epochs input").input_value() == "2.00"
+    quickstart = {"train_seq_mode": "native", "train_epochs": "2.00", "train_domain": "", "train_task": "demo/motifs"}
+    wait_for(lambda: {key: widget_shows(page, key) for key in quickstart} == quickstart, 90, f"the quickstart's fields {quickstart}")
     page.get_by_text("Trainable parameters").first.wait_for()
     for label, value in [
         ("Max training sequences (0 = all; stratified subsample)", 64),

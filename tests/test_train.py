@@ -295,13 +295,20 @@ def test_quickstart_config_and_gue_configs_load():
     assert budgets["lora"].lora.r == budgets["ars"].adalora.init_r == budgets["adalora"].adalora.init_r
 
 
-def test_tf_config_is_the_study_setting_whose_numbers_its_header_quotes():
-    """configs/gue_tf_4_lora.yaml quotes the medium study's cells: on each TF task exactly seeds 0-2 of the
-    committed cell records have its config (bar the seed), and their test MCCs are the ones in its header."""
+def test_readme_tf_recipe_is_the_study_setting_whose_numbers_it_quotes():
+    """The README's TF-binding command (the LoRA config with --set overrides) quotes the medium study's cells:
+    on each TF task exactly seeds 0-2 of the committed cell records have its config (bar the seed), and
+    their test MCCs are the ones the README gives."""
+    import re
+    import shlex
+
     from lingo_core.config import config_values
 
-    path = PROJECT_ROOT / "configs" / "gue_tf_4_lora.yaml"
-    header = path.read_text(encoding="utf-8")
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    [command] = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if "data.task=gue/tf/4" in b]
+    words = shlex.split(command.replace("\\\n", " "))
+    assert words[:4] == ["python", "-m", "lingo_core", "train"]
+    overrides = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
 
     def setting(values: dict) -> dict:
         values = json.loads(json.dumps(values))
@@ -311,14 +318,14 @@ def test_tf_config_is_the_study_setting_whose_numbers_its_header_quotes():
             values.pop(key, None)
         return values
 
-    shipped = config_values(load_config(path))
+    recipe = config_values(load_config(PROJECT_ROOT / words[4], overrides))
     records = [json.loads(p.read_text()) for p in sorted((PROJECT_ROOT / "results" / "medium_study" / "cells").glob("tf_*-lora-*.json"))]
-    for task, quoted in (("gue/tf/4", "test MCC 0.725 / 0.695 / 0.659"), ("gue/tf/0", "test MCC 0.627 / 0.625 / 0.631")):
-        wanted = setting({**shipped, "data": {**shipped["data"], "task": task}})
+    for task in ("gue/tf/4", "gue/tf/0"):
+        wanted = setting({**recipe, "data": {**recipe["data"], "task": task}})
         same = sorted((r["seed"], r["test"]["mcc"]) for r in records if setting(r["config"]) == wanted)
         assert [seed for seed, _ in same] == [0, 1, 2], task
-        assert quoted == "test MCC " + " / ".join(f"{mcc:.3f}" for _, mcc in same), task
-        assert quoted in " ".join(line.lstrip("# ") for line in header.splitlines()), task
+        quoted = " / ".join(f"{mcc:.3f}" for _, mcc in same)
+        assert f"{task.removeprefix('gue/')} " in readme and quoted in " ".join(readme.split()), (task, quoted)
 
 
 def test_two_process_training_makes_identical_masks_on_every_process(tiny_bert_dir, tmp_path):
