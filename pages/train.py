@@ -101,18 +101,14 @@ def defaults(name: str) -> tuple[dict[str, Any], Optional[str]]:
         return LingoConfig().to_dict(), str(exc)
 
 
-def start_state(start: dict[str, Any]) -> dict[str, Any]:
-    """Widget key -> value for every setting on the page, from the config dict ``start``.
-
-    Keyed widgets keep what the browser shows until the session state says otherwise, so picking
-    another starting config must set each widget's value (see :func:`restart_from_config`).
-    """
-    from lingo_core.data import list_benchmarks
+def field_values(start: dict[str, Any]) -> dict[str, Any]:
+    """Widget key -> value for the page's own fields (not the task, the model or the method's settings),
+    from the config dict ``start``: each widget's default, and what :func:`start_state` sets."""
     from lingo_core.encoding import PREFIX_TEMPLATES
 
     data, encoding, model, train = start["data"], start["encoding"], start["model"], start["train"]
     prefix = encoding["prefix"]
-    state: dict[str, Any] = {
+    return {
         "train_source": BENCHMARK_SOURCE,
         "train_max_train": int(data["max_train"] or 0),
         "train_max_eval": int(data["max_eval"] or 0),
@@ -140,6 +136,18 @@ def start_state(start: dict[str, Any]) -> dict[str, Any]:
         "train_device": model["device"] if model["device"] in DEVICES else DEVICES[0],
         "train_run_name": "",
     }
+
+
+def start_state(start: dict[str, Any]) -> dict[str, Any]:
+    """Widget key -> value for every setting on the page, from the config dict ``start``.
+
+    Keyed widgets keep what the browser shows until the session state says otherwise, so picking
+    another starting config must set each widget's value (see :func:`restart_from_config`).
+    """
+    from lingo_core.data import list_benchmarks
+
+    data, model = start["data"], start["model"]
+    state = field_values(start)
     if any(row["available"] and row["name"] == data["task"] for row in list_benchmarks()):
         state["train_task"] = data["task"]
     installed = [m["name"] for m in installed_models() if m["available"]]
@@ -313,6 +321,7 @@ start_name = st.selectbox(
     "(docs/results.md).",
 )
 D, start_problem = defaults(start_name)
+F = field_values(D)  # each field's default: the starting config's value
 if start_problem:
     st.error(f"The config **{md(start_name)}** could not be read ({md(start_problem)}); the page starts from the defaults.")
 if starts.get(start_name):
@@ -376,10 +385,10 @@ else:
         data = {"task": str(path), "sequence_column": sequence_column, "label_columns": label_columns}
 
 c1, c2 = st.columns(2)
-max_train = c1.number_input("Max training sequences (0 = all; stratified subsample)", 0, 10_000_000, int(D["data"]["max_train"] or 0), step=100, key="train_max_train")
-max_eval = c2.number_input("Max dev/test sequences each (0 = all)", 0, 10_000_000, int(D["data"]["max_eval"] or 0), step=100, key="train_max_eval")
+max_train = c1.number_input("Max training sequences (0 = all; stratified subsample)", 0, 10_000_000, F["train_max_train"], step=100, key="train_max_train")
+max_eval = c2.number_input("Max dev/test sequences each (0 = all)", 0, 10_000_000, F["train_max_eval"], step=100, key="train_max_eval")
 both_strands = st.checkbox(
-    "Train on both strands (reverse-complement augmentation)", value=D["data"]["augment"] == "reverse_complement",
+    "Train on both strands (reverse-complement augmentation)", value=F["train_augment"],
     key="train_augment",
     help="Each training sequence is read on a random strand in each epoch: the same number of steps, twice the "
     "sequences seen. Use it where the label does not depend on the strand, such as transcription-factor binding "
@@ -387,14 +396,14 @@ both_strands = st.checkbox(
     "labels such as promoters. Dev and test sequences are read as given unless the next box is ticked.",
 )
 both_strands_eval = st.checkbox(
-    "Score dev and test on both strands", value=D["data"]["eval_strands"] == "both", key="train_eval_strands",
+    "Score dev and test on both strands", value=F["train_eval_strands"], key="train_eval_strands",
     help="Each dev and test sequence is scored as the mean of its own and its reverse complement's probabilities: the "
     "checkpoint is chosen and the metrics are reported that way, and the Predict page does the same for this run. "
     "For labels that do not depend on the strand; on GUE tf/0 and tf/4 it raised ARS's test MCC by 0.013 and 0.020 "
     "(3 seeds, trained on both strands for 8 epochs).",
 )
 crop = st.number_input(
-    "Crop training sequences: up to this many bases off each end (0 = read whole)", 0, 10_000, int(D["data"]["crop"]),
+    "Crop training sequences: up to this many bases off each end (0 = read whole)", 0, 10_000, F["train_crop"],
     key="train_crop",
     help="Each epoch, each training sequence is cut to a random window (a new draw per epoch, at most a quarter of the "
     "sequence off each end), so a motif moves within the window and the tokenizer cuts the sequence differently "
@@ -442,11 +451,10 @@ else:
 not_installed = [m for m in models if not m["available"] and not m["install"].startswith("downloads")]
 if not_installed:
     c2.caption("Not installed: " + "; ".join(f"{m['name']} (`{m['install']}`)" for m in not_installed))
-default_pooling = D["model"].get("pooling")
 pooling = c1.selectbox(
     "Classifier reads",
     list(POOLINGS),
-    index=POOLINGS.index(default_pooling) if default_pooling in POOLINGS else 0,
+    index=POOLINGS.index(F["train_pooling"]),
     format_func=lambda choice: POOLING_LABELS.get(choice, choice),
     key="train_pooling",
     help=(
@@ -458,7 +466,7 @@ pooling = c1.selectbox(
 )
 
 dropout = c1.number_input(
-    "Backbone dropout (blank: the model's own)", 0.0, 0.95, D["model"]["dropout"], step=0.05, key="train_dropout",
+    "Backbone dropout (blank: the model's own)", 0.0, 0.95, F["train_dropout"], step=0.05, key="train_dropout",
     placeholder="the model's own (0.1 on MiniLM)",
     help="Every dropout rate of the model (hidden states, attention, its classifier); blank keeps the model's own. "
     "The adapter's dropout is set under 3 (LoRA dropout). On GUE tf/4, where the adapters underfit, every "
@@ -466,15 +474,14 @@ dropout = c1.number_input(
 )
 
 c1, c2, c3 = st.columns(3)
-start_prefix = D["encoding"]["prefix"]
-prefix_choice = c1.selectbox("Language prefix", PREFIXES, index=PREFIXES.index(start_prefix) if start_prefix in PREFIXES else PREFIXES.index("custom"), key="train_prefix", help="paper: Domain / Sequence / Annotation; rich adds species and task; none: the bare sequence")
-sequence_mode = c2.radio("Sequence tokens", SEQUENCE_MODES, index=index_of(SEQUENCE_MODES, D["encoding"]["sequence"]), key="train_seq_mode", horizontal=True, help="native: the model's own tokenizer; nucleotide: one new token per base, trained, starting from the model's embedding of its letter (the best input found for LoRA on the GUE TATA promoters; on a TF-binding task it did not learn, where native was best - docs/results.md); kmer: space-separated k-mers")
-k = int(c3.number_input("k (k-mer length)", 1, 12, int(D["encoding"]["k"]), key="train_k", disabled=sequence_mode != "kmer", help="1 reads the sequence one letter at a time: on the GUE promoter tasks LoRA learnt better that way than with the model's own tokens (docs/results.md)"))
+prefix_choice = c1.selectbox("Language prefix", PREFIXES, index=PREFIXES.index(F["train_prefix"]), key="train_prefix", help="paper: Domain / Sequence / Annotation; rich adds species and task; none: the bare sequence")
+sequence_mode = c2.radio("Sequence tokens", SEQUENCE_MODES, index=index_of(SEQUENCE_MODES, F["train_seq_mode"]), key="train_seq_mode", horizontal=True, help="native: the model's own tokenizer; nucleotide: one new token per base, trained, starting from the model's embedding of its letter (the best input found for LoRA on the GUE TATA promoters; on a TF-binding task it did not learn, where native was best - docs/results.md); kmer: space-separated k-mers")
+k = int(c3.number_input("k (k-mer length)", 1, 12, F["train_k"], key="train_k", disabled=sequence_mode != "kmer", help="1 reads the sequence one letter at a time: on the GUE promoter tasks LoRA learnt better that way than with the model's own tokens (docs/results.md)"))
 from lingo_core.encoding import PREFIX_TEMPLATES, EncodingError, SequenceEncoder  # noqa: E402
 
 prefix = prefix_choice
 if prefix_choice == "custom":
-    prefix = st.text_area("Prefix template", PREFIX_TEMPLATES["rich"] if start_prefix in PREFIXES else start_prefix, key="train_template", help="Fields: {domain}, {species}, {task}, {sequence} (exactly once)")
+    prefix = st.text_area("Prefix template", F["train_template"], key="train_template", help="Fields: {domain}, {species}, {task}, {sequence} (exactly once)")
     problem = template_problem(prefix)
     if problem:
         st.error(f"Prefix template: {md(problem)}.")
@@ -482,10 +489,10 @@ if prefix_choice == "custom":
 else:
     st.code(PREFIX_TEMPLATES[prefix_choice], language=None)
 c1, c2, c3 = st.columns(3)
-domain = c1.text_input("Domain (blank: the task's own)", D["encoding"]["domain"] or "", key="train_domain", placeholder=getattr(task, "domain", "") or "")
-species = c2.text_input("Species (rich/custom prefixes)", D["encoding"]["species"] or "", key="train_species", placeholder=(getattr(task, "species", None) or "unknown"))
-task_description = c3.text_input("Task description (rich/custom)", D["encoding"]["task_description"] or "", key="train_task_desc", placeholder="the task's own description")
-max_length = int(st.number_input("Max tokens per sequence (the sequence part is truncated, never the prompt)", 16, 8192, int(D["encoding"]["max_length"]), step=16, key="train_max_length"))
+domain = c1.text_input("Domain (blank: the task's own)", F["train_domain"], key="train_domain", placeholder=getattr(task, "domain", "") or "")
+species = c2.text_input("Species (rich/custom prefixes)", F["train_species"], key="train_species", placeholder=(getattr(task, "species", None) or "unknown"))
+task_description = c3.text_input("Task description (rich/custom)", F["train_task_desc"], key="train_task_desc", placeholder="the task's own description")
+max_length = int(st.number_input("Max tokens per sequence (the sequence part is truncated, never the prompt)", 16, 8192, F["train_max_length"], step=16, key="train_max_length"))
 encoding = {
     "prefix": prefix,
     "domain": domain.strip() or None,
@@ -559,7 +566,7 @@ def use_recommended_lr() -> None:
 
 
 method = st.radio(
-    "Method", methods, index=methods.index(D["adapter"]["method"]) if D["adapter"]["method"] in methods else 0,
+    "Method", methods, index=index_of(methods, F["train_method"]),
     key="train_method", horizontal=True, format_func=str.upper, on_change=use_recommended_lr,
 )
 st.caption(get_method(method).summary)
@@ -569,13 +576,12 @@ for section in sections_of(method):
 
 # -- 4. training --------------------------------------------------------------------------------------------
 st.header("4 · Training")
-T = D["train"]
 c1, c2, c3, c4 = st.columns(4)
-epochs = float(c1.number_input("Epochs", 0.01, 1000.0, float(T["epochs"]), step=0.5, key="train_epochs"))
-batch_size = int(c2.number_input("Batch size", 1, 4096, int(T["batch_size"]), key="train_batch"))
-st.session_state.setdefault("train_lr", float(T["lr"]))  # then the method picker sets it (use_recommended_lr)
+epochs = float(c1.number_input("Epochs", 0.01, 1000.0, F["train_epochs"], step=0.5, key="train_epochs"))
+batch_size = int(c2.number_input("Batch size", 1, 4096, F["train_batch"], key="train_batch"))
+st.session_state.setdefault("train_lr", F["train_lr"])  # then the method picker sets it (use_recommended_lr)
 lr = float(c3.number_input("Learning rate", 1e-7, 1.0, step=1e-4, format="%.6f", key="train_lr"))
-seed = int(c4.number_input("Seed", 0, 2**31 - 1, int(T["seed"]), key="train_seed"))
+seed = int(c4.number_input("Seed", 0, 2**31 - 1, F["train_seed"], key="train_seed"))
 spec = get_method(method)
 if spec.recommended_lr is not None:
     st.caption(f"Recommended learning rate for {method.upper()}: {spec.recommended_lr:g} ({spec.recommended_lr_source}).")
@@ -586,10 +592,10 @@ if spec.recommended_lr is not None:
             "mid-run; the Runs page says so if it happens."
         )
 c1, c2, c3, c4 = st.columns(4)
-max_steps = int(c1.number_input("Max optimizer steps (0 = no cap)", 0, 10_000_000, int(T["max_steps"] or 0), key="train_max_steps"))
-eval_every = int(c2.number_input("Evaluate dev every N steps (0 = 4 per epoch)", 0, 10_000_000, int(T["eval_every"] or 0), key="train_eval_every"))
-patience = int(c3.number_input("Early stopping patience (0 = off)", 0, 1000, int(T["early_stopping_patience"] or 0), key="train_patience"))
-device = c4.selectbox("Device", DEVICES, index=index_of(DEVICES, D["model"]["device"]), key="train_device")
+max_steps = int(c1.number_input("Max optimizer steps (0 = no cap)", 0, 10_000_000, F["train_max_steps"], key="train_max_steps"))
+eval_every = int(c2.number_input("Evaluate dev every N steps (0 = 4 per epoch)", 0, 10_000_000, F["train_eval_every"], key="train_eval_every"))
+patience = int(c3.number_input("Early stopping patience (0 = off)", 0, 1000, F["train_patience"], key="train_patience"))
+device = c4.selectbox("Device", DEVICES, index=DEVICES.index(F["train_device"]), key="train_device")
 train = {
     "epochs": epochs,
     "batch_size": batch_size,
