@@ -335,16 +335,17 @@ def test_train_page_starts_from_each_shipped_config_and_writes_exactly_it(dashbo
 
 
 def test_train_page_names_the_classifier_field_when_a_decoder_cannot_read_the_choice(dashboard_runs_dir, tiny_opt_dir):
-    """A decoder's classifier reads the last token: an encoder-only choice is refused before launch, in
+    """A decoder's first token has seen none of the sequence: the CLS choice is refused before launch, in
     the page's words (the field to change), and the decoder's own choice launches."""
     at = app("train")
     at.selectbox(key="train_model").set_value(next(o for o in at.selectbox(key="train_model").options if o.startswith("Other"))).run()
     at.text_input(key="train_model_other").set_value(str(tiny_opt_dir)).run()
-    at.selectbox(key="train_pooling").set_value("attention").run()
+    at.selectbox(key="train_pooling").set_value("cls").run()
     # before the architecture is loaded: the family comes from the folder's config.json
     no_exception(at)
     error = texts(at.error)
     assert "Classifier reads" in error and "is for encoders" in error and "model.pooling" not in error
+    assert "choose last token or auto in the **Classifier reads** field" in error
     assert at.button(key="train_launch").disabled
     at.checkbox(key="train_load_model").check().run()  # the plan checks it on the architecture: one message
     no_exception(at)

@@ -72,17 +72,51 @@ def test_attention_pooling_starts_as_the_mean_and_learns_a_weighting_of_the_real
     assert not torch.allclose(_logits(loaded, [short]), loaded.model.classifier(hidden.mean(dim=1)), atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory, tiny_opt_dir) -> str:
+    """A tiny random Llama-type decoder (SmolLM2's architecture) with the tiny OPT's byte-level tokenizer."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny_llama")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_opt_dir)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+@pytest.mark.parametrize("family", ["opt", "llama"])
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
+def test_a_decoder_can_read_every_real_token_instead_of_the_last(family, pooling, tiny_opt_dir, tiny_llama_dir):
+    """mean / max / attention on a decoder: the head scores the pool of the real tokens' final states,
+    padding changes nothing, and it differs from the last token's (the decoder default)."""
+    source = str(tiny_opt_dir) if family == "opt" else tiny_llama_dir
+    loaded = load_model(ModelConfig(name=source, pooling=pooling), 2)
+    assert loaded.family == family and loaded.pooling == pooling
+    last = load_model(ModelConfig(name=source, pooling="auto"), 2)
+    assert last.pooling == "last"
+    head = loaded.model.score
+    last.model.score.load_state_dict(head.state_dict())
+    short, long = "Sequence: TATAAAAGGCCAAT", "Sequence: " + "ACGT" * 30
+    torch.testing.assert_close(_logits(loaded, [short])[0], _logits(loaded, [short, long])[0], rtol=1e-4, atol=1e-5)
+
+    hidden = last.model.base_model(**last.tokenizer([short], return_tensors="pt")).last_hidden_state[0]
+    pooled = {"mean": hidden.mean(0), "max": hidden.amax(0), "attention": hidden.mean(0)}[pooling]  # the scorer starts at zero
+    torch.testing.assert_close(_logits(loaded, [short])[0], head(pooled), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(_logits(last, [short])[0], head(hidden[-1]), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(_logits(loaded, [short]), _logits(last, [short]), atol=1e-4)
+
+
 def test_pooling_choices_are_checked_against_the_architecture(tmp_path):
     assert resolve_pooling("auto", "llama", None) == "last"
     assert resolve_pooling("auto", "bert", tmp_path) == "cls"  # no sentence-transformers pooling config
-    with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
-        resolve_pooling("mean", "opt", None)
+    assert [resolve_pooling(p, "llama", None) for p in ("mean", "max", "attention", "last")] == ["mean", "max", "attention", "last"]
     with pytest.raises(ModelError, match="model.pooling must be one of"):
         resolve_pooling("sum", "bert", None)
-    with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
-        resolve_pooling("max", "llama", None)
-    with pytest.raises(ModelError, match="decoder's classifier reads the last real token"):
-        resolve_pooling("attention", "opt", None)
+    with pytest.raises(ModelError, match="first token has seen none of the sequence"):
+        resolve_pooling("cls", "opt", None)
 
 
 def test_the_family_and_a_pooling_mismatch_are_known_from_the_config_alone(tmp_path, tiny_opt_dir):
@@ -97,8 +131,9 @@ def test_the_family_and_a_pooling_mismatch_are_known_from_the_config_alone(tmp_p
     assert model_family(str(tmp_path / "gpt")) == "gpt2"
     assert model_family(str(tmp_path / "broken")) is None  # unknown, not an error: the plan checks it later
     assert model_family("no-such-org/no-such-model") is None and model_family(str(tmp_path / "missing")) is None
-    assert "decoder's classifier reads the last real token" in pooling_problem(str(tiny_opt_dir), "mean")
-    assert "is for encoders" in pooling_problem("smollm2-135m", "attention")
+    assert "is for encoders" in pooling_problem(str(tiny_opt_dir), "cls")
+    assert "is for encoders" in pooling_problem("smollm2-135m", "cls")
+    assert pooling_problem("smollm2-135m", "mean") is None and pooling_problem(str(tiny_opt_dir), "attention") is None
     assert pooling_problem(str(tiny_opt_dir), "last") is None and pooling_problem(str(tiny_opt_dir), "auto") is None
     assert pooling_problem("minilm-l6", "max") is None and pooling_problem(str(tmp_path / "broken"), "mean") is None
 

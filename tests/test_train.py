@@ -223,6 +223,23 @@ def test_opt_code_path_with_byte_level_bpe(tiny_opt_dir, tmp_path):
     assert evaluate_run(nucleotide_dir)["test"]["loss"] == pytest.approx(report["test"]["loss"], abs=1e-5)
 
 
+def test_a_decoder_reading_every_token_trains_and_its_export_reproduces_the_report(tiny_opt_dir, tmp_path):
+    """LoRA on a decoder with attention pooling over every token: the run records the pooling, the pooler's
+    scorer trains with the head, and the exported adapter (scorer included) reproduces the reported test metrics."""
+    run_dir = train(tiny_config(tiny_opt_dir, tmp_path, "lora", model={"pooling": "attention"}))
+    run = runs.load_run(run_dir)
+    assert run.state == "done", run.status.get("error")
+    report = run.report()
+    assert report["pooling"] == "attention"
+    trained = load_trained(run_dir)
+    assert trained.loaded.pooling == "attention"
+    scorer = [p for n, p in trained.model.named_parameters() if "token_score.modules_to_save" in n and n.endswith("weight")]
+    assert len(scorer) == 1 and float(scorer[0].abs().sum()) > 0  # trained away from its zero start, and exported
+    reloaded = evaluate_run(run_dir)["test"]
+    assert reloaded["loss"] == pytest.approx(report["test"]["loss"], abs=1e-5)
+    assert reloaded["mcc"] == pytest.approx(report["test"]["mcc"], abs=1e-9)
+
+
 def test_bad_input_raises_before_any_run_directory_exists(tiny_bert_dir, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("sequence,label\nACGTACGT,0\nACGTXCGT,1\nACGTTTGA,0\n")
