@@ -183,9 +183,11 @@ def test_region_enrichment_is_one_without_preference():
     assert region_enrichment(scores, [(10, 20)]) == pytest.approx(3.0 / (2.0 / 90))
 
 
-def test_ig_completeness_on_a_decoder_model(tiny_opt_dir, tmp_path):
-    """OPT reads the last non-pad token: the baseline must not move it (unk instead of pad)."""
-    cfg = tiny_config(tiny_opt_dir, tmp_path, "lora", train={"max_steps": 2, "eval_every": 2})
+@pytest.mark.parametrize("pooling", ["auto", "mean"])
+def test_ig_completeness_on_a_decoder_model(tiny_opt_dir, tmp_path, pooling):
+    """OPT reads the last non-pad token (auto) or the mean of the real tokens: the baseline must not move
+    which tokens count (unk instead of pad)."""
+    cfg = tiny_config(tiny_opt_dir, tmp_path, "lora", train={"max_steps": 2, "eval_every": 2}, model={"pooling": pooling})
     predictor = load_predictor(train(cfg))
     seq = DEMO.test.sequences[5][:60]
     # 128 steps: the path integral's approximation error depends on the model; on this 2-step tiny OPT it
