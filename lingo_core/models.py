@@ -35,7 +35,7 @@ TARGET_MODULES: dict[str, Union[list[str], str]] = {
     "gpt2": ["c_attn", "c_fc", "mlp.c_proj"],
 }
 HEAD_NAMES = ("classifier", "score")  # classification heads of encoder / decoder models
-DECODER_FAMILIES = ("opt", "llama", "gpt2")  # their classification head reads the last real token
+DECODER_FAMILIES = ("opt", "llama", "gpt2")  # their classification head reads the last real token (model.pooling auto)
 ENCODER_ONLY_POOLINGS = ("cls",)  # a decoder's first token has seen nothing of the sequence
 TOKEN_POOLINGS = ("mean", "max", "attention")  # over every real token: encoders (their pooler) and decoders (a hook)
 # the trainable part of a pooler (``attention`` pooling's token scorer): trained and exported with the head
