@@ -37,7 +37,6 @@ TARGET_MODULES: dict[str, Union[list[str], str]] = {
 HEAD_NAMES = ("classifier", "score")  # classification heads of encoder / decoder models
 DECODER_FAMILIES = ("opt", "llama", "gpt2")  # their classification head reads the last real token (model.pooling auto)
 ENCODER_ONLY_POOLINGS = ("cls",)  # a decoder's first token has seen nothing of the sequence
-TOKEN_POOLINGS = ("mean", "max", "attention")  # over every real token: encoders (their pooler) and decoders (a hook)
 # the trainable part of a pooler (``attention`` pooling's token scorer): trained and exported with the head
 POOLER_PARAMETERS = ("token_score",)
 TRAINABLE_POOLINGS = ("attention",)
@@ -180,48 +179,37 @@ def resolve_pooling(requested: str, family: str, source: Optional[Path]) -> str:
 
 
 def apply_pooling(model: torch.nn.Module, family: str, pooling: str) -> None:
-    """Make the classifier read ``pooling`` (in place); ``native``/``cls`` and a decoder's ``last`` keep their head."""
-    if family in DECODER_FAMILIES:
-        if pooling in TOKEN_POOLINGS:
-            _pool_decoder(model, pooling)
-        return
-    if pooling in ("native", "cls"):
+    """Make the classifier read ``pooling`` (in place); ``native``/``cls`` and a decoder's ``last`` keep their head.
+
+    The pool is a ``MaskedPooler`` kept as ``pooler`` on the base model, the attention mask taken from the
+    base model's own call (a forward pre-hook), so the model's forward signature and peft/captum wrappers
+    stay as they are. An encoder's pooler is replaced by it. A decoder's sequence-classification head
+    scores every position and keeps the last real token's logits: a forward hook on its base model
+    replaces each position's final state with the pool, so whichever position the head keeps reads it.
+    """
+    decoder = family in DECODER_FAMILIES
+    if pooling in ("native", "cls") or (decoder and pooling == "last"):
         return
     base = getattr(model, model.base_model_prefix, None)
-    if base is None or not hasattr(base, "pooler"):
+    if base is None or not (decoder or hasattr(base, "pooler")):
         raise ModelError(
-            f"model.pooling={pooling} needs an encoder with a pooler (BERT-type); {type(model).__name__} has none: "
-            "use model.pooling=native"
+            f"model.pooling={pooling} needs an encoder with a pooler (BERT-type) or a decoder; {type(model).__name__} "
+            "has neither: use model.pooling=native"
         )
     pooler = MaskedPooler(pooling, getattr(model.config, "hidden_size", None))
     base.pooler = pooler
     base.register_forward_pre_hook(pooler.remember_mask, with_kwargs=True)
+    if decoder:
+        base.register_forward_hook(_pool_every_position)
 
 
-def _pool_decoder(model: torch.nn.Module, pooling: str) -> None:
-    """Make a decoder's classifier read ``pooling`` over every real token instead of the last one.
-
-    A decoder's sequence-classification head scores every position and keeps the last real token's
-    logits. A forward hook on its base model replaces each position's final hidden state with the
-    pooled state (a ``MaskedPooler`` kept as ``pooler`` on the base model, the attention mask taken
-    from the base model's own call), so whichever position the head keeps reads the pool; the
-    model's forward signature, peft and captum wrappers are unchanged.
-    """
-    base = getattr(model, model.base_model_prefix, None)
-    if base is None:
-        raise ModelError(f"model.pooling={pooling}: {type(model).__name__} has no base model to pool; use model.pooling=last")
-    pooler = MaskedPooler(pooling, getattr(model.config, "hidden_size", None))
-    base.pooler = pooler
-    base.register_forward_pre_hook(pooler.remember_mask, with_kwargs=True)
-
-    def pool_every_position(module, args, output):  # noqa: ARG001 - forward hook signature
-        if isinstance(output, tuple):  # return_dict=False
-            return (module.pooler(output[0]).unsqueeze(1).expand_as(output[0]),) + output[1:]
-        hidden = output.last_hidden_state
-        output.last_hidden_state = module.pooler(hidden).unsqueeze(1).expand_as(hidden)
-        return output
-
-    base.register_forward_hook(pool_every_position)
+def _pool_every_position(module, args, output):  # noqa: ARG001 - forward hook signature
+    """A decoder base model's output with every position's final state replaced by ``module.pooler``'s pool."""
+    if isinstance(output, tuple):  # return_dict=False
+        return (module.pooler(output[0]).unsqueeze(1).expand_as(output[0]),) + output[1:]
+    hidden = output.last_hidden_state
+    output.last_hidden_state = module.pooler(hidden).unsqueeze(1).expand_as(hidden)
+    return output
 
 
 def _package_dir(package: str) -> Optional[Path]:
