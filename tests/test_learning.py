@@ -119,6 +119,7 @@ def test_a_study_cell_records_the_finding_and_the_table_shows_it(tmp_path):
     (run_dir / runs.METRICS).write_text("".join(json.dumps(r) + "\n" for r in history(COLLAPSED)))
     record = summarise_run(Cell(), runs.Run(run_dir), wall=1.0)
     assert record["learning"] == ["collapsed (best dev MCC 0.387 at step 480, chance from step 560)"]
+    assert record["dev_curve"] == [[step, mcc] for step, mcc in COLLAPSED]
     assert _detail({**record, "detail": "best dev mcc over 16 evaluations"}) == (
         "best dev mcc over 16 evaluations; collapsed (best dev MCC 0.387 at step 480, chance from step 560)"
     )

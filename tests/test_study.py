@@ -480,6 +480,13 @@ def test_tiny_study_end_to_end_table_report_and_resume(tiny_bert_dir, tmp_path):
     assert sorted(main.groupby("method")["seed"].apply(list).to_dict().items()) == [("ars", [0, 1]), ("kmer_lr", [0, 1]), ("lora", [0, 1])]
     assert (table["status"] == "done").all()
     assert table["test_mcc"].notna().all() and table["trainable_params"].gt(0).all()
+    for cell in expand(study):  # each trained cell's record keeps its dev curve, selected step included
+        record = read_record(study, cell)
+        if cell.method != "kmer_lr":
+            logged = [m for m in runs.Run(Path(record["run_dir"])).metrics() if "dev_mcc" in m]
+            assert record["dev_curve"] == [[m["step"], round(m["dev_mcc"] or 0.0, 4)] for m in logged] and len(logged) == 2
+            curve = dict(record["dev_curve"])
+            assert curve[record["selected_step"]] == max(curve.values())
     neural = table[table["method"] != "kmer_lr"]
     assert neural["steps"].eq(8).all() and neural["trainable_percent"].lt(100).all()
     ars = table[(table["method"] == "ars") & (table["group"] == "main")]

@@ -24,6 +24,7 @@ import yaml
 
 from .. import runs
 from ..config import config_from_dict, config_values, save_config
+from ..learning import dev_evaluations
 from .baselines import run_baseline
 from .cells import Cell, expand
 from .records import clean_metrics, keep_all_predictions, keep_predictions, read_record, write_record
@@ -105,6 +106,7 @@ def summarise_run(cell: Cell, run: runs.Run, wall: Optional[float], error: Optio
         record["wall_time_s"] = round(wall, 2) if wall is not None else None
         return record
     data_report = run.data_report() or {}
+    metrics = run.metrics()
     final_ranks = report.get("final_ranks")
     counts = data_report.get("counts", {})
     record.update(
@@ -125,7 +127,9 @@ def summarise_run(cell: Cell, run: runs.Run, wall: Optional[float], error: Optio
             "detail": report.get("selection", ""),
             "learning": [f"{f.kind} (best dev MCC {f.best_mcc} at step {f.best_step}"
                          + (f", chance from step {f.collapse_step})" if f.collapse_step else ")")
-                         for f in run.learning_findings()],
+                         for f in run.learning_findings(metrics)],
+            # the dev curve outlives the run directory (not committed): [step, dev MCC] per evaluation
+            "dev_curve": [[step, round(mcc, 4)] for step, mcc in dev_evaluations(metrics)],
             "device": report.get("device"),
         }
     )
