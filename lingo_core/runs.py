@@ -537,6 +537,9 @@ class Run:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)  # a str from a user's script or a study record reads the same
+
     @property
     def id(self) -> str:
         return self.path.name

@@ -483,7 +483,7 @@ def test_tiny_study_end_to_end_table_report_and_resume(tiny_bert_dir, tmp_path):
     for cell in expand(study):  # each trained cell's record keeps its dev curve, selected step included
         record = read_record(study, cell)
         if cell.method != "kmer_lr":
-            logged = [m for m in runs.Run(Path(record["run_dir"])).metrics() if "dev_mcc" in m]
+            logged = [m for m in runs.Run(record["run_dir"]).metrics() if "dev_mcc" in m]
             assert record["dev_curve"] == [[m["step"], round(m["dev_mcc"] or 0.0, 4)] for m in logged] and len(logged) == 2
             curve = dict(record["dev_curve"])
             assert curve[record["selected_step"]] == max(curve.values())
