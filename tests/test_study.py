@@ -496,7 +496,7 @@ def test_tiny_study_end_to_end_table_report_and_resume(tiny_bert_dir, tmp_path):
     for needle in ("## main", "## rho", "ARS minus LoRA", "figures/main_mcc.png", "figures/pareto_trainable_vs_mcc.png", "figures/rank_patterns.png",
                    "**dev mcc**", "Chosen on dev", "ARS minus the reference method at the same setting", "| train.lr=0.01 | test_mcc | demo/motifs | lora | 2 |"):
         assert needle in report, needle
-    for name in ("main_mcc.png", "rho_mcc.png", "pareto_trainable_vs_mcc.png", "rank_patterns.png", "rank_dynamics_ars.png"):
+    for name in ("main_mcc.png", "main_dev_curves.png", "rho_mcc.png", "pareto_trainable_vs_mcc.png", "rank_patterns.png", "rank_dynamics_ars.png"):
         assert (study.output_dir / "figures" / name).stat().st_size > 1000, name
 
     # resumable: a second run skips every finished cell and leaves their records alone
@@ -522,6 +522,7 @@ def test_tiny_study_end_to_end_table_report_and_resume(tiny_bert_dir, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(path), table)
     fresh_report = (study.output_dir / "report.md").read_text()
     assert "| disagree | boot95 |" in fresh_report and "figures/rank_patterns.png" in fresh_report
+    assert "figures/main_dev_curves.png" in fresh_report  # drawn from the records, which a clone keeps
     assert "rank_dynamics" not in fresh_report  # drawn from a run directory, which is gone
 
     # records of an older results.csv (before records were kept beside it) are rebuilt from its rows
@@ -661,3 +662,15 @@ def test_a_baseline_that_an_axis_changes_is_labelled_by_setting_and_one_that_it_
     assert sorted(shared.rows["variant"]) == ["ars (data.augment=none)", "ars (data.augment=reverse_complement)", "kmer_lr", "kmer_lr"]
     split = GroupView.of(rows(["kmer-a", "kmer-b"]), "g")  # data.augment: two regressions
     assert "kmer_lr (data.augment=reverse_complement)" in set(split.rows["variant"]) and "kmer_lr" not in set(split.rows["variant"])
+
+
+def test_dev_curves_figure_skips_damaged_points(tmp_path):
+    from lingo_core.plots.study import curve_points, plot_dev_curves
+
+    damaged = [[80, 0.3], ["x", 0.1], [160, float("nan")], [240], True, [320, 0.5], [400, True]]
+    assert curve_points(damaged) == [(80.0, 0.3), (320.0, 0.5)]
+    assert curve_points("not a list") == [] and curve_points(None) == []
+    assert plot_dev_curves([("t", "lora", [[80, 0.3]]), ("t", "ars", None)], tmp_path / "none.png") is None  # no line
+    path = plot_dev_curves([("t", "lora", damaged), ("t", "lora", [[80, 0.2], [160, 0.4]]), ("u", "ars", [[1, 0], [2, 0.1]])],
+                           tmp_path / "curves.png", "title")
+    assert path == tmp_path / "curves.png" and path.stat().st_size > 1000

@@ -1,5 +1,5 @@
-"""The study report's figures (matplotlib PNGs): per-task bars, the parameter/metric Pareto plot,
-rank patterns and rank dynamics.
+"""The study report's figures (matplotlib PNGs): per-task bars, dev curves, the parameter/metric
+Pareto plot, rank patterns and rank dynamics.
 
 The rank figures take the same records as the dashboard (``report.json``'s ``final_ranks``,
 ``Run.ranks()``) and reuse its data builders (:mod:`lingo_core.plots.charts`), so a module is named
@@ -75,6 +75,47 @@ def plot_task_bars(table: pd.DataFrame, path: Path, metric: str = "test_mcc", ti
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (3.2 * nrows)))  # keep the title clear of the panels
+    return save_figure(fig, path)
+
+
+def curve_points(curve: Any) -> list[tuple[float, float]]:
+    """``(step, dev MCC)`` pairs of a record's ``dev_curve``; anything that is not a pair of finite numbers
+    (a damaged or hand-edited record) is left out."""
+    points = []
+    for point in curve if isinstance(curve, list) else []:
+        if (isinstance(point, (list, tuple)) and len(point) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in point)):
+            points.append((float(point[0]), float(point[1])))
+    return points
+
+
+def plot_dev_curves(curves: Sequence[tuple[str, str, Any]], path: Path, title: str = "") -> Optional[Path]:
+    """One panel per task: dev MCC over the training steps, a line per cell (``(task, label, dev_curve)``),
+    coloured by label (one line per seed), so a reader sees whether dev was still rising when training ended."""
+    rows = [(task, label, points) for task, label, curve in curves if len(points := curve_points(curve)) > 1]
+    if not rows:
+        return None
+    plt = _pyplot()
+    tasks = list(dict.fromkeys(task for task, _, _ in rows))
+    labels = list(dict.fromkeys(label for _, label, _ in rows))
+    colours = plt.get_cmap("tab10")
+    fig, axes, nrows = _panels(len(tasks), 4.6, 3.2)
+    for ax, task in zip(axes, tasks):
+        shown: set[str] = set()
+        for row_task, label, points in rows:
+            if row_task != task:
+                continue
+            steps, mccs = zip(*points)
+            ax.plot(steps, mccs, color=colours(labels.index(label) % 10), lw=1, alpha=0.8,
+                    label=None if label in shown else label)
+            shown.add(label)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("dev MCC", fontsize=8)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (3.2 * nrows)))
     return save_figure(fig, path)
 
 

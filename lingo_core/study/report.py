@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import runs
 from ..adapters import has_rank_budget
-from ..plots.study import plot_pareto, plot_rank_dynamics, plot_rank_patterns, plot_task_bars
+from ..plots.study import curve_points, plot_dev_curves, plot_pareto, plot_rank_dynamics, plot_rank_patterns, plot_task_bars
 from .cells import Cell, expand, slug
 from .records import cell_records
 from .spec import Comparison, Study
@@ -123,8 +123,9 @@ def write_report(study: Study, table: pd.DataFrame) -> Path:
     views = [GroupView.of(table, g) for g in groups if (table["group"] == g).any()]
     lines = _header(study, cells, records)
     planned_seeds = {g: {seed for c in cells for group, _, seed in c.rows if group == g} for g in groups}
+    curves = {r.get("cell_id"): r.get("dev_curve") for r in records}
     for view in views:
-        lines += _group_section(study, view, figures, len(planned_seeds[view.name]))
+        lines += _group_section(study, view, figures, len(planned_seeds[view.name]), curves)
     method_groups = [v.name for v in views if v.by_method]
     neural_groups = [v.name for v in views if v.by_method and v.has_neural]
     # the main comparison: a grid named "main", else the first grid compared by method with a neural method
@@ -163,9 +164,10 @@ def _header(study: Study, cells: list[Cell], records: list[dict[str, Any]]) -> L
     return lines
 
 
-def _group_section(study: Study, view: GroupView, figures: Path, n_seeds: int) -> Lines:
+def _group_section(study: Study, view: GroupView, figures: Path, n_seeds: int, curves: dict[str, Any]) -> Lines:
     """A grid (``n_seeds``: how many seeds it plans): metric tables, the dev choice, parameter counts,
-    the bar figure, its comparisons and, for a paired check, its variants against the first one."""
+    the bar figure, the dev curves its cells' records keep (``curves``: cell id -> ``dev_curve``), its
+    comparisons and, for a paired check, its variants against the first one."""
     lines = [f"## {view.name}", ""]
     description = study.grid_spec(view.name).get("description")
     if description:
@@ -187,6 +189,15 @@ def _group_section(study: Study, view: GroupView, figures: Path, n_seeds: int) -
                          f"{view.name}: test MCC (bar: mean, whisker: std, dots: seeds)", x=x)
     if fig is not None:
         lines += [f"![{view.name}](figures/{fig.name})", ""]
+    trained = sub[sub["kind"] == "train"]
+    dev_fig = plot_dev_curves([(task, str(label), curves.get(cell_id)) for task, label, cell_id
+                               in zip(trained["task"], trained[x], trained["cell_id"])],
+                              figures / f"{slug(view.name)}_dev_curves.png", f"{view.name}: dev MCC while training (a line per seed)")
+    if dev_fig is not None:
+        with_curve = sum(bool(curve_points(curves.get(cell_id))) for cell_id in trained["cell_id"])
+        if with_curve < len(trained):  # records written before cells kept their curve
+            lines += [f"Dev curves of {with_curve} of {len(trained)} trained cells (the others' records keep none):", ""]
+        lines += [f"![{view.name} dev curves](figures/{dev_fig.name})", ""]
     for comparison in study.comparisons:
         if comparison.applies_to(view.name):
             lines += _comparison_lines(comparison, view)
