@@ -123,7 +123,7 @@ def write_report(study: Study, table: pd.DataFrame) -> Path:
     views = [GroupView.of(table, g) for g in groups if (table["group"] == g).any()]
     lines = _header(study, cells, records)
     planned_seeds = {g: {seed for c in cells for group, _, seed in c.rows if group == g} for g in groups}
-    curves = {r.get("cell_id"): r.get("dev_curve") for r in records}
+    curves = {r["cell_id"]: r.get("dev_curve") for r in records if isinstance(r.get("cell_id"), str)}
     for view in views:
         lines += _group_section(study, view, figures, len(planned_seeds[view.name]), curves)
     method_groups = [v.name for v in views if v.by_method]
