@@ -670,7 +670,9 @@ def test_dev_curves_figure_skips_damaged_points(tmp_path):
     damaged = [[80, 0.3], ["x", 0.1], [160, float("nan")], [240], True, [320, 0.5], [400, True]]
     assert curve_points(damaged) == [(80.0, 0.3), (320.0, 0.5)]
     assert curve_points("not a list") == [] and curve_points(None) == []
-    assert plot_dev_curves([("t", "lora", [[80, 0.3]]), ("t", "ars", None)], tmp_path / "none.png") is None  # no line
-    path = plot_dev_curves([("t", "lora", damaged), ("t", "lora", [[80, 0.2], [160, 0.4]]), ("u", "ars", [[1, 0], [2, 0.1]])],
-                           tmp_path / "curves.png", "title")
+    assert curve_points([[80, 0.3], ["x", 0.1]]) == []  # one point makes no line
+    no_line = [("t", "lora", curve_points([[80, 0.3]])), ("t", "ars", curve_points(None))]
+    assert plot_dev_curves(no_line, tmp_path / "none.png") is None
+    curves = [("t", "lora", damaged), ("t", "lora", [[80, 0.2], [160, 0.4]]), ("u", "ars", [[1, 0], [2, 0.1]])]
+    path = plot_dev_curves([(task, label, curve_points(curve)) for task, label, curve in curves], tmp_path / "curves.png", "title")
     assert path == tmp_path / "curves.png" and path.stat().st_size > 1000

@@ -79,20 +79,21 @@ def plot_task_bars(table: pd.DataFrame, path: Path, metric: str = "test_mcc", ti
 
 
 def curve_points(curve: Any) -> list[tuple[float, float]]:
-    """``(step, dev MCC)`` pairs of a record's ``dev_curve``; anything that is not a pair of finite numbers
-    (a damaged or hand-edited record) is left out."""
+    """``(step, dev MCC)`` pairs of a record's ``dev_curve``, empty unless at least two make a line; anything
+    that is not a pair of finite numbers (a damaged or hand-edited record) is left out."""
     points = []
     for point in curve if isinstance(curve, list) else []:
         if (isinstance(point, (list, tuple)) and len(point) == 2
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in point)):
             points.append((float(point[0]), float(point[1])))
-    return points
+    return points if len(points) > 1 else []
 
 
-def plot_dev_curves(curves: Sequence[tuple[str, str, Any]], path: Path, title: str = "") -> Optional[Path]:
-    """One panel per task: dev MCC over the training steps, a line per cell (``(task, label, dev_curve)``),
-    coloured by label (one line per seed), so a reader sees whether dev was still rising when training ended."""
-    rows = [(task, label, points) for task, label, curve in curves if len(points := curve_points(curve)) > 1]
+def plot_dev_curves(curves: Sequence[tuple[str, str, Sequence[tuple[float, float]]]], path: Path, title: str = "") -> Optional[Path]:
+    """One panel per task: dev MCC over the training steps, a line per cell (``(task, label, points)``, the
+    points from :func:`curve_points`; a cell without any draws nothing), coloured by label (one line per seed),
+    so a reader sees whether dev was still rising when training ended."""
+    rows = [(task, label, points) for task, label, points in curves if points]
     if not rows:
         return None
     plt = _pyplot()

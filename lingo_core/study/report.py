@@ -190,11 +190,12 @@ def _group_section(study: Study, view: GroupView, figures: Path, n_seeds: int, c
     if fig is not None:
         lines += [f"![{view.name}](figures/{fig.name})", ""]
     trained = sub[sub["kind"] == "train"]
-    dev_fig = plot_dev_curves([(task, str(label), curves.get(cell_id)) for task, label, cell_id
-                               in zip(trained["task"], trained[x], trained["cell_id"])],
-                              figures / f"{slug(view.name)}_dev_curves.png", f"{view.name}: dev MCC while training (a line per seed)")
+    cell_curves = [(task, str(label), curve_points(curves.get(cell_id)))
+                   for task, label, cell_id in zip(trained["task"], trained[x], trained["cell_id"])]
+    dev_fig = plot_dev_curves(cell_curves, figures / f"{slug(view.name)}_dev_curves.png",
+                              f"{view.name}: dev MCC while training (a line per seed)")
     if dev_fig is not None:
-        with_curve = sum(bool(curve_points(curves.get(cell_id))) for cell_id in trained["cell_id"])
+        with_curve = sum(bool(points) for _, _, points in cell_curves)
         if with_curve < len(trained):  # records written before cells kept their curve
             lines += [f"Dev curves of {with_curve} of {len(trained)} trained cells (the others' records keep none):", ""]
         lines += [f"![{view.name} dev curves](figures/{dev_fig.name})", ""]
